@@ -1,0 +1,56 @@
+"""The store port: how the breaker reads and changes one breaker's snapshot.
+
+A store hands out one :class:`Slot` per breaker name; every change goes through the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from ..core.machine import Decision, Event
+from ..core.policy import Policy
+from ..core.state import Snapshot
+
+__all__ = ["ChangeCallback", "Slot", "Store"]
+
+ChangeCallback = Callable[[Snapshot, Snapshot, "str | None"], None]
+"""Called with (old, new, reason) when a slot's snapshot changes for a reason the local
+breaker did not cause (another process, a resync, a fallback)."""
+
+
+@runtime_checkable
+class Slot(Protocol):
+    """One breaker's state in one store.
+
+    ``snapshot`` is the local view, readable without I/O or locks: authoritative for the
+    memory store, a mirror for shared stores. Its times are in the caller's clock.
+    ``apply``/``apply_async`` run one event through the core atomically and return the
+    resulting snapshot and decision. Neither may raise because the store failed: a shared
+    store falls back to local state instead.
+    """
+
+    @property
+    def snapshot(self) -> Snapshot: ...
+
+    def apply(
+        self, event: Event, now: float, policy: Policy, rand: float
+    ) -> tuple[Snapshot, Decision]: ...
+
+    async def apply_async(
+        self, event: Event, now: float, policy: Policy, rand: float
+    ) -> tuple[Snapshot, Decision]: ...
+
+    def on_change(self, callback: ChangeCallback | None) -> None:
+        """Register the one callback for changes this process did not cause."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Hands out slots by breaker name. Two slots of one name in one store share state."""
+
+    def slot(self, name: str) -> Slot: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
