@@ -91,7 +91,7 @@ class _AskStore:
 
 
 _ASK_STORE = _AskStore()
-_SPECIAL_RESULTS = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
+_SPECIAL_RESULTS = frozenset((types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType))
 _PROCESS_TAG = f"{os.getpid():x}.{secrets.token_hex(4)}"
 
 
@@ -486,6 +486,10 @@ class PersistentCircuitBreaker:
             raise
         if type(result) in _SPECIAL_RESULTS:
             return cast(R, self._special_sync(result, permit, start))
+        if permit is None and self._plain:
+            snap = self._slot.snapshot
+            if snap.state is _CLOSED and snap.consecutive_failures == 0:
+                return result  # the hot path: a success that changes nothing, no calls
         self._store_sync(self._result_outcome(permit, result, start))
         return result
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any, TypeVar, cast
 
 from .breaker import Fallback, PersistentCircuitBreaker
@@ -112,40 +112,51 @@ class CircuitBreakerProxy:
     def _wrap(self, fn: Any) -> Callable[..., Any]:
         kind = callable_kind(fn)
         proxy = self
+        reg = self._registry
         wrapper: Callable[..., Any]
         if kind is CallableKind.ASYNC:
 
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                brk = proxy.breaker
+                brk = proxy._cached  # the `breaker` property, inlined: no call
+                if brk is None or proxy._generation != reg.generation:
+                    brk = proxy.breaker
                 return await brk._call_async(fn, args, kwargs, proxy._fallback)
 
             wrapper = async_wrapper
         elif kind is CallableKind.ASYNC_OBJECT:
             # A plain def returning the coroutine: inspect reports the same as for the object.
             def async_object_wrapper(*args: Any, **kwargs: Any) -> Any:
-                brk = proxy.breaker
+                brk = proxy._cached  # the `breaker` property, inlined: no call
+                if brk is None or proxy._generation != reg.generation:
+                    brk = proxy.breaker
                 return brk._call_async(fn, args, kwargs, proxy._fallback)
 
             wrapper = async_object_wrapper
         elif kind is CallableKind.ASYNC_GEN:
 
             async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-                brk = proxy.breaker
+                brk = proxy._cached  # the `breaker` property, inlined: no call
+                if brk is None or proxy._generation != reg.generation:
+                    brk = proxy.breaker
                 async for item in brk._stream_async(fn, args, kwargs, proxy._fallback):
                     yield item
 
             wrapper = async_gen_wrapper
         elif kind is CallableKind.SYNC_GEN:
 
-            def sync_gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
-                brk = proxy.breaker
+            def sync_gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+                brk = proxy._cached  # the `breaker` property, inlined: no call
+                if brk is None or proxy._generation != reg.generation:
+                    brk = proxy.breaker
                 return (yield from brk._stream_sync(fn, args, kwargs, proxy._fallback))
 
             wrapper = sync_gen_wrapper
         else:
 
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-                brk = proxy.breaker
+                brk = proxy._cached  # the `breaker` property, inlined: no call
+                if brk is None or proxy._generation != reg.generation:
+                    brk = proxy.breaker
                 return brk._call_sync(fn, args, kwargs, proxy._fallback)
 
             wrapper = sync_wrapper
