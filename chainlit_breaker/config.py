@@ -83,7 +83,7 @@ class BreakerConfig(BaseModel):
     minimum_calls: int = Field(10, ge=1, description="calls in the window before rates count")
     reset_timeout: float = Field(30.0, gt=0, description="seconds OPEN before a trial call")
     backoff_multiplier: float = Field(
-        1.0, ge=1, description="reset_timeout grows by this factor on each re-open"
+        1.0, ge=1, le=100, description="reset_timeout grows by this factor on each re-open"
     )
     max_reset_timeout: float | None = Field(None, gt=0, description="cap for the backoff")
     jitter: float = Field(0.0, ge=0, lt=1, description="+/- fraction of random spread")

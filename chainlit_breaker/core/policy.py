@@ -9,7 +9,9 @@ import enum
 import math
 from dataclasses import dataclass
 
-__all__ = ["Policy", "WindowKind"]
+__all__ = ["MAX_BACKOFF_EXPONENT", "Policy", "WindowKind"]
+
+MAX_BACKOFF_EXPONENT = 64
 
 
 class WindowKind(enum.Enum):
@@ -46,7 +48,10 @@ class Policy:
 
         ``rand`` in [0, 1) is supplied by the driver, so the core stays deterministic.
         """
-        timeout = self.reset_timeout * self.backoff_multiplier ** max(open_count - 1, 0)
+        # The exponent is clamped so a breaker that re-opens for days cannot overflow
+        # (multiplier <= 100, so 100 ** 64 is still a finite float); the Lua does the same.
+        exponent = min(max(open_count - 1, 0), MAX_BACKOFF_EXPONENT)
+        timeout = self.reset_timeout * self.backoff_multiplier**exponent
         cap = self.max_reset_timeout if self.max_reset_timeout is not None else math.inf
         timeout = min(timeout, cap)
         if self.jitter:
