@@ -1,0 +1,623 @@
+"""PersistentCircuitBreaker on the memory store: transitions, outcomes, events, fallback,
+manual controls and cancellation, through both the sync and the async path."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any
+
+import pytest
+
+from chainlit_breaker import (
+    BreakerRegistry,
+    BreakerState,
+    CallFailed,
+    CallRejected,
+    CallSucceeded,
+    CircuitBreakerProxy,
+    CircuitOpenError,
+    FakeClock,
+    MemoryStore,
+    Op,
+    PersistentCircuitBreaker,
+    SlowCall,
+    StateChanged,
+)
+from chainlit_breaker.events import BreakerEvent
+
+from ._helpers import Boom, afail, aok, fail, leases, ok
+from .conftest import MakeBreaker
+
+S = BreakerState
+
+
+async def run(b: PersistentCircuitBreaker, path: str, failing: bool = False, value: Any = "ok"):
+    """One call through the sync or the async path."""
+    if path == "sync":
+        return b.call_sync(fail) if failing else b.call_sync(ok, value)
+    return await (b.call(afail) if failing else b.call(aok, value))
+
+
+PATHS = pytest.mark.parametrize("path", ["sync", "async"])
+
+
+async def trip(b: PersistentCircuitBreaker, path: str, n: int) -> None:
+    for _ in range(n):
+        with pytest.raises(Boom):
+            await run(b, path, failing=True)
+
+
+@PATHS
+async def test_consecutive_failures_open_and_reject(
+    make: MakeBreaker, clock: FakeClock, path: str
+) -> None:
+    b = make(failure_threshold=3, reset_timeout=30.0)
+    await trip(b, path, 2)
+    assert b.state is S.CLOSED
+    assert await run(b, path) == "ok"  # a success resets the count
+    await trip(b, path, 3)
+    assert b.state is S.OPEN
+    clock.advance(10.0)
+    with pytest.raises(CircuitOpenError) as info:
+        await run(b, path)
+    err = info.value
+    assert (err.name, err.state) == ("b", S.OPEN)
+    assert err.retry_after == pytest.approx(20.0)
+    assert b.retry_after == pytest.approx(20.0)
+    assert "retry in 20.0s" in str(err)
+
+
+@PATHS
+async def test_rejected_call_does_not_run(make: MakeBreaker, path: str) -> None:
+    b = make(failure_threshold=1)
+    await trip(b, path, 1)
+    ran = []
+
+    def f() -> None:
+        ran.append(1)
+
+    async def af() -> None:
+        ran.append(1)
+
+    with pytest.raises(CircuitOpenError):
+        b.call_sync(f) if path == "sync" else await b.call(af)
+    assert ran == []
+
+
+@PATHS
+async def test_failure_rate_count_window(make: MakeBreaker, path: str) -> None:
+    b = make(failure_threshold=None, failure_rate_threshold=0.5, window_size=4, minimum_calls=4)
+    await run(b, path)
+    await trip(b, path, 1)
+    await run(b, path)
+    assert b.status().calls == 3
+    assert b.status().failure_rate == pytest.approx(1 / 3)
+    await trip(b, path, 1)
+    assert b.state is S.OPEN
+
+
+@PATHS
+async def test_failure_rate_time_window_with_minimum_calls(
+    make: MakeBreaker, clock: FakeClock, path: str
+) -> None:
+    b = make(
+        failure_threshold=None,
+        failure_rate_threshold=0.6,
+        window="time",
+        window_size=5,
+        minimum_calls=3,
+    )
+    await trip(b, path, 2)
+    assert b.state is S.CLOSED  # 2 calls < minimum_calls
+    clock.advance(6.0)  # both failures age out
+    assert b.status().calls == 0
+    assert b.status().failure_rate is None
+    await run(b, path)
+    await trip(b, path, 1)
+    assert b.state is S.CLOSED
+    await trip(b, path, 1)
+    assert b.state is S.OPEN
+
+
+@PATHS
+async def test_slow_call_rate_trips_and_slow_result_is_returned(
+    make: MakeBreaker, clock: FakeClock, path: str
+) -> None:
+    b = make(
+        failure_threshold=None,
+        slow_call_duration=2.0,
+        slow_call_rate_threshold=0.5,
+        window_size=2,
+        minimum_calls=2,
+    )
+
+    def slow(v: str) -> str:
+        clock.advance(2.5)
+        return v
+
+    async def aslow(v: str) -> str:
+        clock.advance(2.5)
+        return v
+
+    async def once(v: str) -> str:
+        return b.call_sync(slow, v) if path == "sync" else await b.call(aslow, v)
+
+    assert await once("first") == "first"
+    assert b.status().slow_calls == 1
+    assert b.state is S.CLOSED
+    assert await once("second") == "second"
+    assert b.state is S.OPEN
+
+
+async def test_fast_calls_are_not_slow(make: MakeBreaker, clock: FakeClock) -> None:
+    b = make(failure_threshold=None, slow_call_duration=2.0, slow_call_rate_threshold=0.5,
+             window_size=2, minimum_calls=2)  # fmt: skip
+
+    def fast() -> int:
+        clock.advance(1.9)
+        return 1
+
+    for _ in range(5):
+        b.call_sync(fast)
+    assert b.status().slow_calls == 0
+    assert b.state is S.CLOSED
+
+
+@PATHS
+async def test_half_open_after_timeout_then_close(
+    make: MakeBreaker, clock: FakeClock, path: str
+) -> None:
+    b = make(failure_threshold=1, reset_timeout=5.0, success_threshold=2)
+    await trip(b, path, 1)
+    clock.advance(5.0)
+    assert b.retry_after == 0.0
+    assert b.state is S.OPEN  # lazily: the first call moves it
+    assert await run(b, path, value=1) == 1
+    assert b.state is S.HALF_OPEN
+    assert leases(b) == 0
+    assert await run(b, path, value=2) == 2
+    assert b.state is S.CLOSED
+
+
+@PATHS
+async def test_half_open_failure_reopens_with_backoff(
+    make: MakeBreaker, clock: FakeClock, path: str
+) -> None:
+    b = make(failure_threshold=1, reset_timeout=5.0, backoff_multiplier=2.0, max_reset_timeout=12)
+    await trip(b, path, 1)
+    for timeout in (5.0, 10.0, 12.0, 12.0):
+        assert b.retry_after == pytest.approx(timeout)
+        clock.advance(timeout)
+        await trip(b, path, 1)
+        assert b.state is S.OPEN
+    assert b.status().open_count == 5
+
+
+async def test_half_open_rejects_while_trials_run(make: MakeBreaker, clock: FakeClock) -> None:
+    b = make(failure_threshold=1, reset_timeout=1.0, half_open_max_calls=2)
+    await trip(b, "sync", 1)
+    clock.advance(1.0)
+    inner: list[BaseException] = []
+
+    def nested(depth: int) -> str:
+        assert leases(b) == 2 - depth
+        if depth == 0:
+            try:
+                b.call_sync(ok)
+            except CircuitOpenError as err:
+                inner.append(err)
+            return "deep"
+        return b.call_sync(nested, depth - 1)
+
+    # two trials nest inside each other; the third call finds both permits taken
+    assert b.call_sync(nested, 1) == "deep"
+    assert len(inner) == 1
+    err = inner[0]
+    assert isinstance(err, CircuitOpenError)
+    assert (err.state, err.retry_after) == (S.HALF_OPEN, 0.0)
+    assert "trial calls are in progress" in str(err)
+    assert b.state is S.CLOSED
+    assert leases(b) == 0
+
+
+async def test_lost_permit_expires(make: MakeBreaker, clock: FakeClock) -> None:
+    """resilience4j #935: a permit whose holder never reports cannot wedge the breaker."""
+    b = make(failure_threshold=1, reset_timeout=1.0, trial_lease_ttl=10.0)
+    await trip(b, "sync", 1)
+    clock.advance(1.0)
+    gen = b.stream_sync(iter, [1, 2])
+    assert next(gen) == 1  # a trial starts and is never finished nor closed
+    assert leases(b) == 1
+    with pytest.raises(CircuitOpenError):
+        b.call_sync(ok)
+    clock.advance(10.0)
+    assert b.call_sync(ok) == "ok"
+    assert b.state is S.CLOSED
+    gen.close()  # the late close of the lost trial changes nothing
+    assert b.state is S.CLOSED
+
+
+@PATHS
+async def test_manual_controls(make: MakeBreaker, clock: FakeClock, path: str) -> None:
+    b = make(failure_threshold=1, reset_timeout=5.0, backoff_multiplier=2.0)
+    assert b.force_open() is S.FORCED_OPEN
+    clock.advance(1e6)
+    with pytest.raises(CircuitOpenError) as info:
+        await run(b, path)
+    assert info.value.retry_after == math.inf
+    assert info.value.state is S.FORCED_OPEN
+    assert "until an operator closes it" in str(info.value)
+    assert b.retry_after == math.inf
+
+    assert b.disable() is S.DISABLED
+    for _ in range(5):
+        with pytest.raises(Boom):
+            await run(b, path, failing=True)
+    assert b.state is S.DISABLED
+    assert b.status().consecutive_failures == 0
+
+    assert b.force_closed() is S.CLOSED
+    await trip(b, path, 1)
+    assert b.retry_after == pytest.approx(5.0)
+    assert b.force_closed() is S.CLOSED
+    await trip(b, path, 1)
+    assert b.retry_after == pytest.approx(10.0)  # force_closed keeps the backoff history
+    assert b.reset() is S.CLOSED
+    await trip(b, path, 1)
+    assert b.retry_after == pytest.approx(5.0)  # reset forgets it
+
+
+async def test_command_async_and_command(make: MakeBreaker) -> None:
+    b = make(listen=True)
+    assert await b.command_async(Op.FORCE_OPEN) is S.FORCED_OPEN
+    assert b.command(Op.RESET) is S.CLOSED
+
+
+@PATHS
+async def test_ignore_and_failure_exceptions(make: MakeBreaker, path: str) -> None:
+    b = make(
+        failure_threshold=2,
+        failure_exceptions=(OSError,),
+        ignore_exceptions="builtins.TimeoutError",
+    )
+
+    async def raise_(exc: BaseException) -> None:
+        with pytest.raises(type(exc)):
+            b.call_sync(fail, exc) if path == "sync" else await b.call(afail, exc)
+
+    await raise_(OSError())
+    assert b.status().consecutive_failures == 1
+    await raise_(TimeoutError())  # an OSError, but ignored: counts as a success
+    assert b.status().consecutive_failures == 0
+    await raise_(OSError())
+    await raise_(KeyError())  # not a failure exception
+    assert b.status().consecutive_failures == 0
+    await raise_(OSError())
+    await raise_(ConnectionError())
+    assert b.state is S.OPEN
+
+
+@PATHS
+async def test_failure_predicate(make: MakeBreaker, path: str) -> None:
+    b = make(failure_threshold=1, failure_predicate=lambda e: "fatal" in str(e))
+    exc = Boom("transient")
+    with pytest.raises(Boom):
+        b.call_sync(fail, exc) if path == "sync" else await b.call(afail, exc)
+    assert b.state is S.CLOSED
+    exc = Boom("fatal")
+    with pytest.raises(Boom):
+        b.call_sync(fail, exc) if path == "sync" else await b.call(afail, exc)
+    assert b.state is S.OPEN
+
+
+@PATHS
+async def test_result_predicate_counts_503_as_failure_and_returns_it(
+    make: MakeBreaker, events: list[BreakerEvent], path: str
+) -> None:
+    b = make(failure_threshold=2, result_predicate=lambda r: r == 503, listen=True)
+    assert await run(b, path, value=503) == 503
+    assert b.status().consecutive_failures == 1
+    failed = [e for e in events if isinstance(e, CallFailed)]
+    assert len(failed) == 1
+    assert failed[0].error is None
+    assert await run(b, path, value=200) == 200
+    assert b.status().consecutive_failures == 0
+    await run(b, path, value=503)
+    await run(b, path, value=503)
+    assert b.state is S.OPEN
+
+
+async def test_raising_result_predicate_counts_success(
+    make: MakeBreaker, caplog: pytest.LogCaptureFixture
+) -> None:
+    def predicate(result: object) -> bool:
+        raise RuntimeError("bad predicate")
+
+    b = make(failure_threshold=1, result_predicate=predicate)
+    with caplog.at_level(logging.ERROR, logger="chainlit_breaker"):
+        assert b.call_sync(ok, 7) == 7
+    assert b.state is S.CLOSED
+    assert "result_predicate raised" in caplog.text
+
+
+# -- cancellation ---------------------------------------------------------------------------
+
+
+async def half_open(b: PersistentCircuitBreaker, clock: FakeClock) -> None:
+    await trip(b, "sync", b.config.failure_threshold or 1)
+    clock.advance(b.config.reset_timeout)
+
+
+@pytest.mark.parametrize("stage", ["closed", "half_open"])
+async def test_task_cancelled_mid_call_is_neither(
+    make: MakeBreaker, clock: FakeClock, events: list[BreakerEvent], stage: str
+) -> None:
+    b = make(failure_threshold=1, reset_timeout=1.0, listen=True)
+    if stage == "half_open":
+        await half_open(b, clock)
+    entered = asyncio.Event()
+
+    async def hangs() -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(b.call(hangs))
+    await entered.wait()
+    if stage == "half_open":
+        assert leases(b) == 1
+    before = b.snapshot
+    del events[:]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert leases(b) == 0
+    assert b.state is before.state
+    assert b.snapshot.consecutive_failures == before.consecutive_failures
+    assert b.snapshot.trial_successes == 0
+    assert not [e for e in events if isinstance(e, (CallFailed, CallSucceeded))]
+    # the permit is free again: the next trial runs and closes the breaker
+    assert await b.call(aok) == "ok"
+    assert b.state is S.CLOSED
+
+
+CANCELS = [KeyboardInterrupt(), SystemExit(3), GeneratorExit(), asyncio.CancelledError()]
+
+
+@pytest.mark.parametrize("exc", CANCELS, ids=lambda e: type(e).__name__)
+@PATHS
+async def test_cancellation_propagates_unchanged_and_releases(
+    make: MakeBreaker, clock: FakeClock, exc: BaseException, path: str
+) -> None:
+    b = make(failure_threshold=1, reset_timeout=1.0, failure_exceptions=(BaseException,))
+    await half_open(b, clock)
+    with pytest.raises(BaseException) as info:  # noqa: PT011
+        b.call_sync(fail, exc) if path == "sync" else await b.call(afail, exc)
+    assert info.value is exc
+    assert b.state is S.HALF_OPEN
+    assert leases(b) == 0
+    # in CLOSED it counts for nothing either, even though BaseException is a failure type
+    b.reset()
+    for _ in range(3):
+        with pytest.raises(type(exc)):
+            b.call_sync(fail, exc) if path == "sync" else await b.call(afail, exc)
+    assert b.state is S.CLOSED
+    assert b.snapshot.consecutive_failures == 0
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+async def test_events_reach_listeners(
+    make: MakeBreaker, clock: FakeClock, events: list[BreakerEvent]
+) -> None:
+    b = make(failure_threshold=2, reset_timeout=5.0, slow_call_duration=1.0, listen=True)
+
+    def slow() -> str:
+        clock.advance(1.5)
+        return "slow"
+
+    b.call_sync(slow)
+    await trip(b, "async", 2)
+    with pytest.raises(CircuitOpenError):
+        b.call_sync(ok)
+    clock.advance(5.0)
+    b.call_sync(ok)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == [
+        "CallSucceeded",
+        "SlowCall",
+        "CallFailed",
+        "CallFailed",
+        "StateChanged",
+        "CallRejected",
+        "StateChanged",
+        "CallSucceeded",
+        "StateChanged",
+    ]
+    assert events[0] == CallSucceeded("b", 1.5)
+    assert events[1] == SlowCall("b", 1.5)
+    assert isinstance(events[2], CallFailed)
+    assert isinstance(events[2].error, Boom)
+    assert events[4] == StateChanged("b", S.CLOSED, S.OPEN, "2 consecutive failures", False, 5.0)
+    assert events[5] == CallRejected("b", S.OPEN, 5.0)
+    assert events[6] == StateChanged("b", S.OPEN, S.HALF_OPEN, "reset timeout elapsed")
+    assert events[8] == StateChanged("b", S.HALF_OPEN, S.CLOSED, "trial calls succeeded")
+    assert all(e.name == "b" for e in events)
+
+
+async def test_manual_commands_emit_state_changes(
+    make: MakeBreaker, events: list[BreakerEvent]
+) -> None:
+    b = make(listen=True)
+    b.force_open()
+    b.disable()
+    b.reset()
+    b.reset()  # no change: no event
+    assert [(e.old, e.new, e.reason) for e in events if isinstance(e, StateChanged)] == [
+        (S.CLOSED, S.FORCED_OPEN, "manual force_open"),
+        (S.FORCED_OPEN, S.DISABLED, "manual disable"),
+        (S.DISABLED, S.CLOSED, "manual reset"),
+    ]
+
+
+@PATHS
+async def test_raising_listener_never_breaks_the_call(
+    make: MakeBreaker, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    b = make(failure_threshold=1)
+    seen: list[BreakerEvent] = []
+
+    def bad(event: BreakerEvent) -> None:
+        raise RuntimeError("listener bug")
+
+    b.add_listener(bad)
+    b.add_listener(bad)  # idempotent
+    b.add_listener(seen.append)
+    assert b.listeners == (bad, seen.append)
+    with caplog.at_level(logging.ERROR, logger="chainlit_breaker"):
+        assert await run(b, path) == "ok"
+        await trip(b, path, 1)
+        with pytest.raises(CircuitOpenError):
+            await run(b, path)
+    assert "listener bug" in caplog.text
+    assert len(seen) == 4  # success, failure, state change, rejection
+    b.remove_listener(bad)
+    assert b.listeners == (seen.append,)
+
+
+# -- fallback -----------------------------------------------------------------------------------
+
+
+@PATHS
+async def test_sync_fallback_gets_error_and_arguments(
+    make: MakeBreaker, clock: FakeClock, path: str
+) -> None:
+    got: list[Any] = []
+
+    def fb(err: CircuitOpenError, *args: Any, **kwargs: Any) -> str:
+        got.append((err, args, kwargs))
+        return "cached"
+
+    b = make(failure_threshold=1, reset_timeout=10.0, fallback=fb)
+    await trip(b, path, 1)
+
+    def f(a: int, *, k: str) -> str:
+        return "live"
+
+    async def af(a: int, *, k: str) -> str:
+        return "live"
+
+    result = b.call_sync(f, 1, k="x") if path == "sync" else await b.call(af, 1, k="x")
+    assert result == "cached"
+    (err, args, kwargs) = got[0]
+    assert isinstance(err, CircuitOpenError)
+    assert err.retry_after == pytest.approx(10.0)
+    assert (args, kwargs) == ((1,), {"k": "x"})
+
+
+async def test_async_fallback_on_the_async_path(make: MakeBreaker) -> None:
+    async def fb(err: CircuitOpenError, x: int) -> int:
+        await asyncio.sleep(0)
+        return -x
+
+    b = make(failure_threshold=1, fallback=fb)
+    await trip(b, "async", 1)
+    assert await b.call(aok, 5) == -5
+
+
+async def test_async_fallback_on_the_sync_path_is_a_clear_error(make: MakeBreaker) -> None:
+    async def fb(err: CircuitOpenError) -> int:
+        return 0
+
+    b = make(failure_threshold=1, fallback=fb)
+    await trip(b, "sync", 1)
+    with pytest.raises(TypeError, match="sync fallback") as info:
+        b.call_sync(ok)
+    assert isinstance(info.value.__cause__, CircuitOpenError)
+
+
+async def test_proxy_fallback_overrides_the_breaker_fallback(clock: FakeClock) -> None:
+    reg = BreakerRegistry()
+    reg.configure(store=MemoryStore(), clock=clock, defaults={"failure_threshold": 1})
+    reg.get("p").fallback = lambda err, *a: "breaker fallback"
+    plain = CircuitBreakerProxy("p", registry=reg)
+    own = CircuitBreakerProxy("p", registry=reg, fallback=lambda err, *a: "proxy fallback")
+    with pytest.raises(Boom):
+        plain.call_sync(fail)
+
+    @own
+    def f() -> str:
+        return "live"
+
+    @plain
+    async def g() -> str:
+        return "live"
+
+    assert f() == "proxy fallback"
+    assert own.call_sync(ok) == "proxy fallback"
+    assert await own.call(aok) == "proxy fallback"
+    assert await g() == "breaker fallback"
+    assert plain.call_sync(ok) == "breaker fallback"
+    reg.get("p").fallback = None
+    with pytest.raises(CircuitOpenError):
+        plain.call_sync(ok)
+    assert own.call_sync(ok) == "proxy fallback"
+
+
+# -- misc -----------------------------------------------------------------------------------------
+
+
+async def test_call_sync_refuses_an_async_callable_and_releases(
+    make: MakeBreaker, clock: FakeClock
+) -> None:
+    b = make(failure_threshold=1, reset_timeout=1.0)
+    await half_open(b, clock)
+    with pytest.raises(TypeError, match=r"use `await breaker\.call"):
+        b.call_sync(aok)  # type: ignore[arg-type]
+    assert leases(b) == 0
+    assert b.state is S.HALF_OPEN
+
+
+async def test_status_and_repr(make: MakeBreaker, clock: FakeClock) -> None:
+    b = make(failure_threshold=3, reset_timeout=4.0)
+    b.call_sync(ok)
+    await trip(b, "sync", 2)
+    st = b.status()
+    assert (st.name, st.state, st.consecutive_failures, st.retry_after) == ("b", S.CLOSED, 2, 0)
+    assert st.failure_rate is None  # no window policy
+    await trip(b, "sync", 1)
+    clock.advance(1.0)
+    assert b.status().retry_after == pytest.approx(3.0)
+    assert repr(b) == "<PersistentCircuitBreaker 'b' open>"
+
+
+def test_bad_names_are_rejected() -> None:
+    with pytest.raises(ValueError, match="non-empty string"):
+        PersistentCircuitBreaker("")
+    with pytest.raises(ValueError, match="non-empty string"):
+        CircuitBreakerProxy("")
+
+
+def test_two_breakers_on_one_store_share_state(clock: FakeClock) -> None:
+    store = MemoryStore()
+    a = PersistentCircuitBreaker("x", store=store, clock=clock)
+    b = PersistentCircuitBreaker("x", store=store, clock=clock)
+    other = PersistentCircuitBreaker("y", store=store, clock=clock)
+    a.force_open()
+    assert b.state is S.FORCED_OPEN
+    assert other.state is S.CLOSED
+
+
+def test_circuit_open_error_pickles() -> None:
+    import pickle
+
+    err = pickle.loads(pickle.dumps(CircuitOpenError("n", S.OPEN, 2.5)))
+    assert (err.name, err.state, err.retry_after) == ("n", S.OPEN, 2.5)
+
+
+def test_default_clock_is_monotonic() -> None:
+    b = PersistentCircuitBreaker("m", store=MemoryStore())
+    assert b.call_sync(ok) == "ok"
+    assert b.retry_after == 0.0
