@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any, TypeVar, cast
 
 from .breaker import Fallback, PersistentCircuitBreaker
@@ -138,8 +138,14 @@ class CircuitBreakerProxy:
                 brk = proxy._cached  # the `breaker` property, inlined: no call
                 if brk is None or proxy._generation != reg.generation:
                     brk = proxy.breaker
-                async for item in brk._stream_async(fn, args, kwargs, proxy._fallback):
-                    yield item
+                stream = brk._stream_async(fn, args, kwargs, proxy._fallback)
+                try:
+                    async for item in stream:
+                        yield item
+                finally:
+                    # `async for` does not close what it iterates: without this an early
+                    # aclose() would leave the trial permit held until garbage collection.
+                    await cast(AsyncGenerator[Any, None], stream).aclose()
 
             wrapper = async_gen_wrapper
         elif kind is CallableKind.SYNC_GEN:
