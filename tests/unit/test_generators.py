@@ -72,10 +72,6 @@ def sync_via_proxy_call(b: PersistentCircuitBreaker, reg: BreakerRegistry) -> Ca
 
 
 def async_via_call(b: PersistentCircuitBreaker, reg: BreakerRegistry) -> Callable[..., Any]:
-    async def run(*a: Any) -> AsyncIterator[int]:
-        async for item in await b.call(agen, *a):
-            yield item
-
     return lambda *a: AsyncHolder(b.call(agen, *a))
 
 
@@ -153,7 +149,7 @@ async def test_sync_generator_semantics(
     assert b.snapshot.trial_successes == 0
 
     # abandoned by `break` and dropping the generator
-    for item in run(5):
+    for _item in run(5):
         assert leases(b) == 1
         break
     gc.collect()
