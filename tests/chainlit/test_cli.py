@@ -1,0 +1,70 @@
+"""``chainlit-breaker init``: the example file it writes is valid and documented, and it
+never overwrites without --force."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from chainlit_breaker.cli import EXAMPLE, main
+from chainlit_breaker.settings import UISettings, load_settings
+
+
+def test_init_writes_a_valid_commented_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["init", "--app-root", str(tmp_path)]) == 0
+    path = tmp_path / ".chainlit" / "breakers.toml"
+    assert capsys.readouterr().out.strip() == f"Wrote {path}"
+    s = load_settings(path, env={})
+    assert s.store.url == "memory"
+    assert s.defaults.failure_threshold == 5
+    text = path.read_text()
+    # Every UI key is documented in the example.
+    for key in UISettings.model_fields:
+        assert f"{key} =" in text, key
+    # Uncommenting the optional lines still gives a valid file.
+    uncommented = "\n".join(
+        line[2:] if re.match(r"# [a-z_]+ = ", line) else line for line in EXAMPLE.splitlines()
+    ).replace('ignore_exceptions = ["ValueError"]', "")
+    uncommented = uncommented.replace("# [breakers.weather-api]", "[breakers.weather-api]")
+    data = tomllib.loads(uncommented)
+    assert data["breakers"]["weather-api"]["label"] == "the weather service"
+    path.write_text(uncommented)
+    s = load_settings(path, env={})
+    assert s.breakers["weather-api"] == {"failure_threshold": 3, "reset_timeout": 10.0}
+
+
+def test_init_refuses_to_overwrite_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / ".chainlit" / "breakers.toml"
+    path.parent.mkdir()
+    path.write_text("# mine\n")
+    assert main(["init", "--app-root", str(tmp_path)]) == 1
+    assert "already exists; use --force" in capsys.readouterr().err
+    assert path.read_text() == "# mine\n"
+    assert main(["init", "--app-root", str(tmp_path), "--force"]) == 0
+    assert path.read_text() == EXAMPLE
+
+
+def test_status_needs_a_shared_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--app-root", str(tmp_path)]) == 2
+    assert "not a Redis URL" in capsys.readouterr().err
+
+
+def test_console_script_uses_chainlit_app_root(tmp_path: Path) -> None:
+    exe = shutil.which("chainlit-breaker", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("the console script is not installed (pip install -e .)")
+    env = {**os.environ, "CHAINLIT_APP_ROOT": str(tmp_path)}
+    out = subprocess.run([exe, "init"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / ".chainlit" / "breakers.toml").read_text() == EXAMPLE
