@@ -1,0 +1,401 @@
+"""Breaker events as chat notices, the ``/breakers`` table and the admin commands.
+
+One module-level listener (stable across hot reloads) tracks which sessions used which
+breaker and posts state changes to them from any thread, without blocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import weakref
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from chainlit.context import ChainlitContext, context_var, local_steps
+from chainlit.message import Message
+
+from ...core.machine import Op
+from ...core.state import BreakerState
+from ...errors import CircuitOpenError
+from ...events import BreakerEvent, CallFailed, CallRejected, CallSucceeded, StateChanged
+from ...registry import BreakerRegistry
+from ...settings import Settings
+
+__all__ = [
+    "NoticeKind",
+    "breakers_table",
+    "handle_command",
+    "install",
+    "is_admin",
+    "is_breakers_command",
+    "notice_text",
+    "retry_text",
+]
+
+log = logging.getLogger("chainlit_breaker")
+
+NoticeKind = Literal["opened", "half_opened", "recovered"]
+_TOAST: dict[NoticeKind, Literal["warning", "info", "success"]] = {
+    "opened": "warning",
+    "half_opened": "info",
+    "recovered": "success",
+}
+_DOWN = frozenset({BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.FORCED_OPEN})
+_COMMAND = "breakers"
+
+
+# -- wording ------------------------------------------------------------------------------
+
+
+def _settings() -> Settings:
+    from .config import current_settings
+
+    return current_settings()
+
+
+def retry_text(settings: Settings, retry_after: float, state: BreakerState | None = None) -> str:
+    """The ``{retry}`` sentence: when the service will be tried again."""
+    ui = settings.ui
+    if state is BreakerState.FORCED_OPEN or math.isinf(retry_after):
+        return ui.retry_manual
+    if retry_after <= 0:
+        return ui.retry_soon
+    return ui.retry_in.format(seconds=math.ceil(retry_after))
+
+
+def _fill(template: str, settings: Settings, name: str, retry: str, seconds: float) -> str:
+    return template.format(
+        service=settings.label(name), name=name, retry=retry, seconds=seconds,
+        error_type="", error="",
+    ).strip()  # fmt: skip
+
+
+def notice_kind(event: StateChanged) -> NoticeKind | None:
+    """Which notice a state change deserves (None: not one users care about)."""
+    if event.new in (BreakerState.OPEN, BreakerState.FORCED_OPEN):
+        return "opened"
+    if event.new is BreakerState.HALF_OPEN:
+        return "half_opened"
+    if event.old in _DOWN:
+        return "recovered"
+    return None
+
+
+def notice_text(settings: Settings, event: StateChanged, kind: NoticeKind) -> str:
+    """The notice for ``event``: no exception text, URLs or reasons, only the label."""
+    ui = settings.ui
+    template = {"opened": ui.opened, "half_opened": ui.half_opened, "recovered": ui.recovered}
+    retry = retry_text(settings, event.retry_after, event.new)
+    return _fill(template[kind], settings, event.name, retry, math.ceil(event.retry_after))
+
+
+# -- sessions -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    session: weakref.ref[Any]
+    loop: asyncio.AbstractEventLoop
+    names: set[str] = field(default_factory=set)
+
+
+class _Scope:
+    """One guarded handler run: failures seen (to name the service in the reply) and
+    notices for this session, held back until the reply is out so they can be merged."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.lock = threading.Lock()
+        self.failures: list[tuple[BaseException, str]] = []
+        self.pending: dict[str, tuple[NoticeKind, str]] = {}
+        self.closed = False
+
+    def defer(self, name: str, kind: NoticeKind, text: str) -> bool:
+        with self.lock:
+            if self.closed:
+                return False
+            self.pending.pop(name, None)  # keep order of the latest change per breaker
+            self.pending[name] = (kind, text)
+            return True
+
+    def failed(self, error: BaseException | None, name: str) -> None:
+        if error is not None:
+            with self.lock:
+                self.failures.append((error, name))
+
+    def close(self) -> dict[str, tuple[NoticeKind, str]]:
+        with self.lock:
+            self.closed = True
+            pending, self.pending = self.pending, {}
+            return pending
+
+
+scope_var: ContextVar[_Scope | None] = ContextVar("chainlit_breaker_scope", default=None)
+
+_lock = threading.Lock()
+_sessions: dict[str, _Entry] = {}
+_tasks: set[asyncio.Future[Any]] = set()  # strong refs until done, so sends are not GC'd
+
+
+def _current_context() -> ChainlitContext | None:
+    return context_var.get(None)
+
+
+def _note_use(ctx: ChainlitContext, name: str) -> None:
+    session = ctx.session
+    sid = session.id
+    with _lock:
+        entry = _sessions.get(sid)
+        if entry is None or entry.session() is not session or entry.loop is not ctx.loop:
+            entry = _sessions[sid] = _Entry(weakref.ref(session), ctx.loop)
+        entry.names.add(name)
+
+
+def sessions_using(name: str) -> list[str]:
+    """Ids of the live sessions that used breaker ``name`` (for tests and tooling)."""
+    with _lock:
+        return [sid for sid, e in _sessions.items() if name in e.names and e.session()]
+
+
+def _schedule(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` on ``loop`` without waiting for it, from any thread."""
+    if loop.is_closed():
+        coro.close()
+        return
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    future: asyncio.Future[Any]
+    if running is loop:
+        future = loop.create_task(coro)
+    else:
+        try:
+            future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop), loop=loop)
+        except RuntimeError:  # the loop closed meanwhile
+            coro.close()
+            return
+    _tasks.add(future)
+    future.add_done_callback(_tasks.discard)
+
+
+async def send_notice(session: Any, settings: Settings, kind: NoticeKind, text: str) -> None:
+    """Show ``text`` in ``session`` as configured (message, toast or nothing). Sets
+    context variables: run it as a task of its own."""
+    mode = settings.ui.notices
+    if mode == "off":
+        return
+    try:
+        # Our own context: a notice is not part of whatever step happens to be running.
+        context_var.set(ChainlitContext(session))
+        local_steps.set(None)
+        if mode == "toast":
+            await context_var.get().emitter.send_toast(text, _TOAST[kind])
+        else:
+            notice: Any = Message(content=text, author=settings.ui.author)
+            await notice.send()
+    except Exception:  # a notice must never break anything
+        log.exception("chainlit_breaker: could not send a notice")
+
+
+def _dispatch(event: StateChanged, ctx: ChainlitContext | None) -> None:
+    kind = notice_kind(event)
+    if kind is None:
+        return
+    settings = _settings()
+    if settings.ui.notices == "off":
+        return
+    text = notice_text(settings, event, kind)
+    scope = scope_var.get() if ctx is not None else None
+    with _lock:
+        targets = [(sid, e) for sid, e in _sessions.items() if event.name in e.names]
+    for sid, entry in targets:
+        session = entry.session()
+        if session is None:
+            with _lock:
+                _sessions.pop(sid, None)
+            continue
+        if scope is not None and scope.session_id == sid and scope.defer(event.name, kind, text):
+            continue
+        _schedule(entry.loop, send_notice(session, settings, kind, text))
+
+
+def _listener(event: BreakerEvent) -> None:
+    """The one global listener. Runs in whatever thread caused the event."""
+    ctx = _current_context()
+    if ctx is not None and isinstance(
+        event, (CallSucceeded, CallFailed, CallRejected, StateChanged)
+    ):
+        _note_use(ctx, event.name)
+        if isinstance(event, CallFailed):
+            scope = scope_var.get()
+            if scope is not None:
+                scope.failed(event.error, event.name)
+    if isinstance(event, StateChanged):
+        _dispatch(event, ctx)
+
+
+def install(registry: BreakerRegistry) -> None:
+    """Route ``registry``'s events to the chat (idempotent: one listener object)."""
+    registry.add_listener(_listener)
+
+
+def _forget() -> None:
+    with _lock:
+        _sessions.clear()
+
+
+async def flush(scope: _Scope, settings: Settings, replied: set[str]) -> None:
+    """Send the notices held back during a guarded run, minus an "opened" notice for a
+    service the reply already said is unavailable."""
+    pending = scope.close()
+    ctx = _current_context()
+    if ctx is None:
+        return
+    for name, (kind, text) in pending.items():
+        if kind == "opened" and name in replied:
+            continue
+        # A task of its own: send_notice sets context variables for its message.
+        await asyncio.create_task(send_notice(ctx.session, settings, kind, text))
+
+
+# -- /breakers -----------------------------------------------------------------------------
+
+
+def is_admin(user: Any, settings: Settings) -> bool:
+    """Whether the Chainlit user's auth metadata marks them admin (``[ui] admin_key`` /
+    ``admin_value``; a list value counts if it contains ``admin_value``)."""
+    metadata = getattr(user, "metadata", None)
+    if not isinstance(metadata, dict):
+        return False
+    value = metadata.get(settings.ui.admin_key)
+    wanted = settings.ui.admin_value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return wanted in value
+    return value is not None and value == wanted and type(value) is type(wanted)
+
+
+def _percent(failures: int, calls: int) -> str:
+    return f"{failures / calls:.0%} ({failures}/{calls})"
+
+
+def breakers_table(registry: BreakerRegistry, settings: Settings) -> str:
+    """A markdown table: name, state, failure rate and time until retry of each breaker."""
+    rows = ["| Breaker | State | Failure rate | Retry in |", "| --- | --- | --- | --- |"]
+    for name, brk in registry.iter_status():
+        status = brk.status()
+        if status.calls:
+            rate = _percent(status.failures, status.calls)
+        elif status.consecutive_failures:
+            rate = f"{status.consecutive_failures} in a row"
+        else:
+            rate = "-"
+        if status.state is BreakerState.FORCED_OPEN:
+            retry = "manual"
+        elif status.state is BreakerState.OPEN:
+            retry = f"{math.ceil(status.retry_after)} s"
+        else:
+            retry = "-"
+        label = settings.label(name)
+        shown = name if label == name else f"{name} ({label})"
+        rows.append(f"| {_cell(shown)} | {status.state.value} | {rate} | {retry} |")
+    if len(rows) == 2:
+        return "No circuit breakers yet."
+    return "\n".join(rows)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+_OPS: dict[str, tuple[Op, str]] = {
+    "reset": (Op.RESET, "reset"),
+    "open": (Op.FORCE_OPEN, "forced open"),
+    "close": (Op.FORCE_CLOSED, "forced closed"),
+}
+_USAGE = (
+    "Usage: `/breakers` shows every breaker. Admins can also run "
+    "`/breakers reset <name>`, `/breakers open <name>` and `/breakers close <name>`."
+)
+
+
+def is_breakers_command(message: Any) -> bool:
+    """``/breakers ...`` typed as text, or Chainlit's command button named ``breakers``."""
+    if getattr(message, "command", None) == _COMMAND:
+        return True
+    content = getattr(message, "content", "")
+    if not isinstance(content, str):
+        return False
+    words = content.strip().split(maxsplit=1)
+    return bool(words) and words[0] == f"/{_COMMAND}"
+
+
+def _arguments(message: Any) -> list[str]:
+    words = str(getattr(message, "content", "")).split()
+    if words and words[0] == f"/{_COMMAND}":
+        words = words[1:]
+    return words
+
+
+async def command_reply(
+    message: Any,
+    registry: BreakerRegistry,
+    settings: Settings,
+    user: Any,
+    *,
+    admin: Callable[[Any, Settings], bool] = is_admin,
+) -> str:
+    """The answer to a ``/breakers`` message (runs admin actions when allowed)."""
+    args = _arguments(message)
+    if not args:
+        return breakers_table(registry, settings)
+    if len(args) != 2 or args[0] not in _OPS:
+        return _USAGE
+    action, name = args
+    op, done = _OPS[action]
+    if not admin(user, settings):
+        return (
+            f"Sorry, only administrators can {action} circuit breakers. "
+            "Your account is not marked as an admin."
+        )
+    if name not in registry.names():
+        known = ", ".join(registry.names()) or "none"
+        return f"There is no breaker called {name!r}. Known breakers: {known}."
+    state = await registry.get(name).command_async(op)
+    log.info("chainlit_breaker: %s %s by %r", name, done, getattr(user, "identifier", None))
+    return f"Breaker {name!r} {done}; it is now {state.value}."
+
+
+async def handle_command(
+    message: Any,
+    *,
+    admin: Callable[[Any, Settings], bool] = is_admin,
+) -> bool:
+    """Answer ``message`` if it is a ``/breakers`` command; False if it is not one."""
+    if not is_breakers_command(message):
+        return False
+    from .config import current_registry, ensure_setup
+
+    settings = ensure_setup()
+    ctx = context_var.get()
+    reply = await command_reply(
+        message, current_registry(), settings, getattr(ctx.session, "user", None), admin=admin
+    )
+    answer: Any = Message(content=reply, author=settings.ui.author)
+    await answer.send()
+    return True
+
+
+def unavailable_text(settings: Settings, err: CircuitOpenError) -> str:
+    """The guard's reply to a rejected call (or the breaker's configured fallback)."""
+    fallback = settings.fallback(err.name)
+    if fallback is not None:
+        return fallback
+    retry = retry_text(settings, err.retry_after, err.state)
+    seconds = err.retry_after if math.isfinite(err.retry_after) else 0.0
+    return _fill(settings.ui.unavailable, settings, err.name, retry, math.ceil(seconds))

@@ -1,0 +1,272 @@
+"""Chainlit-facing decorators: a breaker-protected tool step (async or sync tools), an
+on_message guard that turns rejections and failures into chat replies, and LLM streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from chainlit.context import context_var
+from chainlit.message import Message
+from chainlit.step import Step as _Step
+from chainlit.step import flatten_args_kwargs as _flatten
+
+from ...breaker import Fallback
+from ...core.state import BreakerState
+from ...errors import CircuitOpenError
+from ...proxy import CircuitBreakerProxy, breaker
+from ...registry import BreakerRegistry
+from ...settings import Settings
+from . import notices
+from .config import current_registry, ensure_setup
+
+__all__ = ["guard", "llm", "stream", "stream_message", "tool"]
+
+log = logging.getLogger("chainlit_breaker")
+
+# Chainlit's API is unannotated; these names keep mypy --strict honest about that.
+Step: Any = _Step
+flatten_args_kwargs: Any = _flatten
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _proxy(
+    breaker_name: str,
+    fallback: Fallback | None,
+    registry: BreakerRegistry | None,
+    config: dict[str, Any],
+) -> CircuitBreakerProxy:
+    # Registering in code is keyed by name, so a hot reload replaces instead of adding.
+    if config:
+        return breaker(breaker_name, fallback=fallback, registry=registry, **config)
+    return CircuitBreakerProxy(breaker_name, fallback=fallback, registry=registry)
+
+
+def _failure_text(settings: Settings, name: str, exc: BaseException) -> str:
+    if settings.ui.show_exception_text:
+        detail = str(exc) or type(exc).__name__
+        return f"{settings.label(name)} failed: {detail}"
+    return settings.ui.step_failed.format(
+        service=settings.label(name), name=name, error_type=type(exc).__name__,
+        retry="", seconds=0, error="",
+    )  # fmt: skip
+
+
+def _rejected_text(settings: Settings, err: CircuitOpenError) -> str:
+    retry = notices.retry_text(settings, err.retry_after, err.state)
+    return settings.ui.step_rejected.format(
+        service=settings.label(err.name), name=err.name, retry=retry,
+        seconds=0 if err.retry_after == float("inf") else round(err.retry_after),
+        error_type="", error="",
+    ).strip()  # fmt: skip
+
+
+def tool(
+    breaker_name: str,
+    /,
+    *,
+    name: str | None = None,
+    fallback: Fallback | None = None,
+    timeout: float | None = None,
+    show_input: bool | str = "json",
+    registry: BreakerRegistry | None = None,
+    **config: Any,
+) -> Callable[[Callable[P, Any]], Callable[P, Awaitable[Any]]]:
+    """``@tool("weather-api")``: run the function as a Chainlit tool step under breaker
+    ``breaker_name``. ``config`` is BreakerConfig fields given in code (the toml wins).
+
+    Async tools run on the loop. Sync tools run in a worker thread while their Step is
+    opened and closed on the loop; the decorated sync tool is therefore awaited. With
+    ``timeout`` a call that takes longer fails with TimeoutError (counted as a failure;
+    a sync body cannot be stopped, but the breaker stops new threads once it opens).
+
+    A rejected call shows a "circuit open" step and raises CircuitOpenError (unless a
+    ``fallback`` answers); a failed call shows the failure without exception text unless
+    ``[ui] show_exception_text`` allows it, and re-raises.
+    """
+    proxy = _proxy(breaker_name, fallback, registry, config)
+
+    def decorate(fn: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
+        if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+            raise TypeError("tool() wraps functions; stream generators with stream()")
+        is_async = inspect.iscoroutinefunction(fn)
+        step_name = name or fn.__name__
+
+        async def body(*args: Any, **kwargs: Any) -> Any:
+            work: Awaitable[Any] = (
+                fn(*args, **kwargs) if is_async else asyncio.to_thread(fn, *args, **kwargs)
+            )
+            if timeout is None:
+                return await work
+            return await asyncio.wait_for(work, timeout)
+
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            settings = ensure_setup()
+            step = Step(name=step_name, type="tool", show_input=show_input)
+            try:
+                step.input = flatten_args_kwargs(fn, args, kwargs)
+            except Exception:  # unpicklable or unbindable arguments: show none
+                log.debug("tool %r: arguments not shown", step_name, exc_info=True)
+            # Entered and left by hand: ``async with`` would overwrite our output with
+            # str(exception) and show the raw error.
+            await step.__aenter__()
+            try:
+                result = await proxy.call(body, *args, **kwargs)
+            except CircuitOpenError as err:
+                step.is_error = True
+                step.output = _rejected_text(settings, err)
+                await step.__aexit__(None, None, None)
+                raise
+            except asyncio.CancelledError:
+                step.output = "Cancelled."
+                await asyncio.shield(step.__aexit__(None, None, None))
+                raise
+            except Exception as exc:
+                step.is_error = True
+                step.output = _failure_text(settings, breaker_name, exc)
+                await step.__aexit__(None, None, None)
+                raise
+            try:
+                if result is not None and result != "":
+                    step.output = result
+            except Exception:  # an output Chainlit cannot render is not the tool's failure
+                step.output = repr(result)
+            await step.__aexit__(None, None, None)
+            return result
+
+        any_wrapper: Any = wrapper
+        any_wrapper.__breaker__ = proxy
+        return wrapper
+
+    return decorate
+
+
+def _attribute(exc: BaseException, scope: notices._Scope) -> str | None:
+    """The breaker whose protected call raised ``exc`` (or an exception it chains)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    with scope.lock:
+        failures = list(scope.failures)
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, CircuitOpenError):
+            return current.name
+        for error, name in reversed(failures):
+            if error is current:
+                return name
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _as_rejection(exc: BaseException, name: str) -> CircuitOpenError:
+    """What the user should hear about breaker ``name`` after ``exc``."""
+    if isinstance(exc, CircuitOpenError):
+        return exc
+    brk = current_registry().get(name)
+    status = brk.status()
+    if status.state in (BreakerState.OPEN, BreakerState.FORCED_OPEN):
+        return CircuitOpenError(name, status.state, status.retry_after)
+    return CircuitOpenError(name, status.state, 0.0)
+
+
+def guard(
+    fn: Callable[P, Awaitable[R]] | None = None,
+    /,
+    *,
+    commands: bool = True,
+) -> Any:
+    """``@cl.on_message`` then ``@guard``: a protected call that is rejected or fails
+    inside the handler gets a chat reply naming the service, saying it is temporarily
+    unavailable and when it will be retried (or the breaker's ``fallback`` answer).
+    Any other error gets ``[ui] error``. With ``commands``, ``/breakers`` messages are
+    answered here and never reach the handler."""
+
+    def decorate(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | None]]:
+        if not inspect.iscoroutinefunction(handler):
+            raise TypeError("guard() needs an async handler (Chainlit awaits on_message)")
+
+        @functools.wraps(handler)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | None:
+            settings = ensure_setup()
+            message = args[0] if args else kwargs.get("message")
+            if commands and message is not None and await notices.handle_command(message):
+                return None
+            ctx = context_var.get()
+            scope = notices._Scope(ctx.session.id)
+            token = notices.scope_var.set(scope)
+            replied: set[str] = set()
+            try:
+                return await handler(*args, **kwargs)
+            except Exception as exc:
+                name = _attribute(exc, scope)
+                if name is None:
+                    log.exception("chainlit_breaker: on_message failed")
+                    text = settings.ui.error
+                    if settings.ui.show_exception_text:
+                        text = f"{text}\n\n{type(exc).__name__}: {exc}"
+                else:
+                    replied.add(name)
+                    text = notices.unavailable_text(settings, _as_rejection(exc, name))
+                reply: Any = Message(content=text)
+                await reply.send()
+                return None
+            finally:
+                notices.scope_var.reset(token)
+                await notices.flush(scope, settings, replied)
+
+        return wrapper
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+def llm(
+    breaker_name: str,
+    /,
+    *,
+    fallback: Fallback | None = None,
+    registry: BreakerRegistry | None = None,
+    **config: Any,
+) -> CircuitBreakerProxy:
+    """``@llm("openai")`` on an async generator function: ``async for token in f()``
+    runs through the breaker; failing mid-stream counts as a failure."""
+    return _proxy(breaker_name, fallback, registry, config)
+
+
+def stream(
+    breaker_name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+) -> AsyncIterator[Any]:
+    """``async for token in stream("openai", client_stream, prompt)``: iterate what ``fn``
+    returns (an async generator or async iterable) under the breaker."""
+    return CircuitBreakerProxy(breaker_name, registry=current_registry()).stream(
+        fn, *args, **kwargs
+    )
+
+
+async def stream_message(
+    breaker_name: str,
+    fn: Callable[..., Any],
+    /,
+    *args: Any,
+    message: Message | None = None,
+    **kwargs: Any,
+) -> Message:
+    """Stream ``fn(*args, **kwargs)`` token by token into a chat message under the breaker
+    and send it. A failure mid-stream keeps what arrived and raises (for the guard)."""
+    ensure_setup()
+    msg: Any = message if message is not None else Message(content="")
+    try:
+        async for token in stream(breaker_name, fn, *args, **kwargs):
+            await msg.stream_token(str(token))
+    finally:
+        if msg.content:
+            await msg.send()
+    return msg  # type: ignore[no-any-return]

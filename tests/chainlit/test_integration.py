@@ -1,0 +1,633 @@
+"""The Chainlit layer against a real ChainlitContext over a mocked websocket session:
+the exact events emitted for tool steps (async and sync), guard replies, notices (also
+from worker threads and store threads), /breakers and admin actions, and hot reload."""
+
+from __future__ import annotations
+
+import asyncio
+import runpy
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chainlit.context import ChainlitContext, context_var
+from chainlit.message import Message
+from chainlit.user import User
+
+import chainlit_breaker
+from chainlit_breaker import BreakerState, CircuitOpenError, FakeClock, StateChanged
+from chainlit_breaker.integrations import chainlit as cb
+from chainlit_breaker.integrations.chainlit import notices
+from chainlit_breaker.settings import Settings
+
+from .conftest import events, make_session
+
+SECRET = "redis://:hunter2@10.0.0.7:6379"
+
+
+def summary(session: Any) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    for event, payload in events(session):
+        if event in ("new_message", "update_message"):
+            out.append(
+                (event, payload["type"], payload["name"], payload["output"], payload["isError"])
+            )
+        elif event == "toast":
+            out.append((event, payload["type"], payload["message"]))
+        else:
+            out.append((event,))
+    return out
+
+
+async def drain() -> None:
+    """Wait for every notice scheduled so far (they never block the caller)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+        pending = [t for t in list(notices._tasks) if not t.done()]
+        if not pending:
+            return
+        await asyncio.gather(*pending)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    fake = FakeClock()
+    chainlit_breaker.configure(clock=fake)
+    return fake
+
+
+def use(settings: Settings | None = None, **ui: Any) -> Settings:
+    base = settings if settings is not None else Settings()
+    if ui:
+        base = base.model_copy(update={"ui": base.ui.model_copy(update=ui)})
+    return cb.setup(settings=base)
+
+
+def user_message(text: str) -> Message:
+    return Message(content=text, type="user_message")
+
+
+OPEN_TEXT = "Circuit open: weather-api is temporarily unavailable. It will be retried in 10 s."
+
+
+# -- tool steps ----------------------------------------------------------------------------
+
+
+def make_async_tool() -> Any:
+    @cb.tool("weather-api", failure_threshold=2, reset_timeout=10)
+    async def weather(city: str) -> str:
+        if city == "fail":
+            raise ConnectionError(f"cannot reach {SECRET}")
+        return f"sunny in {city}"
+
+    return weather
+
+
+def make_sync_tool(threads: list[int]) -> Any:
+    @cb.tool("weather-api", failure_threshold=2, reset_timeout=10)
+    def weather(city: str) -> str:
+        threads.append(threading.get_ident())
+        if city == "fail":
+            raise ConnectionError(f"cannot reach {SECRET}")
+        return f"sunny in {city}"
+
+    return weather
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_tool_success_failure_rejection_recovery(
+    session: Any, clock: FakeClock, kind: str
+) -> None:
+    use()
+    threads: list[int] = []
+    weather = make_async_tool() if kind == "async" else make_sync_tool(threads)
+    assert asyncio.iscoroutinefunction(weather)
+    assert weather.__name__ == "weather"
+
+    assert await weather("paris") == "sunny in paris"
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            await weather("fail")
+        await drain()
+    with pytest.raises(CircuitOpenError) as info:
+        await weather("paris")
+    assert info.value.name == "weather-api"
+    await drain()
+    clock.advance(10.5)
+    assert await weather("rome") == "sunny in rome"
+    await drain()
+
+    tool = "tool"
+    failed = "weather-api failed (ConnectionError)."
+    trying = (
+        "new_message",
+        "assistant_message",
+        "Service status",
+        "Trying weather-api again.",
+        False,
+    )
+    done = ("update_message", tool, "weather", "sunny in rome", False)
+    # The half-open notice is scheduled when the trial is admitted; a sync tool's
+    # thread hop lets it out before the step closes, an async tool's body does not.
+    trial = [done, trying] if kind == "async" else [trying, done]
+    assert summary(session) == [
+        ("new_message", tool, "weather", "", False),
+        ("update_message", tool, "weather", "sunny in paris", False),
+        ("new_message", tool, "weather", "", False),
+        ("update_message", tool, "weather", failed, True),
+        ("new_message", tool, "weather", "", False),
+        ("update_message", tool, "weather", failed, True),
+        # No guard: the notice is sent at once (after the step that tripped it).
+        (
+            "new_message",
+            "assistant_message",
+            "Service status",
+            "weather-api is temporarily unavailable. It will be retried in 10 s.",
+            False,
+        ),
+        ("new_message", tool, "weather", "", False),
+        ("update_message", tool, "weather", OPEN_TEXT, True),
+        ("new_message", tool, "weather", "", False),
+        *trial,
+        (
+            "new_message",
+            "assistant_message",
+            "Service status",
+            "weather-api is available again.",
+            False,
+        ),
+    ]
+    first = events(session)[0][1]
+    assert first["input"] == '{\n    "city": "paris"\n}'
+    assert first["threadId"] == "thread-session-1"
+    if kind == "sync":
+        # The body ran in worker threads, never on the loop's thread.
+        assert len(threads) == 4
+        assert threading.get_ident() not in threads
+    assert SECRET not in repr(session.emit.call_args_list)
+    assert "hunter2" not in repr(session.emit.call_args_list)
+
+
+async def test_tool_shows_exception_text_only_when_allowed(session: Any) -> None:
+    use(show_exception_text=True)
+
+    @cb.tool("svc")
+    async def boom() -> None:
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        await boom()
+    assert summary(session)[-1] == ("update_message", "tool", "boom", "svc failed: disk full", True)
+
+
+async def test_tool_timeout_counts_as_failure(session: Any) -> None:
+    use()
+    release = threading.Event()
+
+    @cb.tool("legacy", name="legacy lookup", timeout=0.01, failure_threshold=1)
+    def hang() -> str:
+        release.wait(5)
+        return "late"
+
+    try:
+        with pytest.raises(TimeoutError):
+            await hang()
+    finally:
+        release.set()
+    assert chainlit_breaker.get_breaker("legacy").state is BreakerState.OPEN
+    assert summary(session)[1] == (
+        "update_message",
+        "tool",
+        "legacy lookup",
+        "legacy failed (TimeoutError).",
+        True,
+    )
+
+
+async def test_tool_fallback_answers_rejections(session: Any) -> None:
+    use()
+
+    def cached(err: CircuitOpenError, city: str) -> str:
+        return f"cached weather for {city}"
+
+    @cb.tool("weather-api", fallback=cached)
+    async def weather(city: str) -> str:
+        return "live"
+
+    chainlit_breaker.get_breaker("weather-api").force_open()
+    assert await weather("oslo") == "cached weather for oslo"
+    assert summary(session)[-1] == (
+        "update_message",
+        "tool",
+        "weather",
+        "cached weather for oslo",
+        False,
+    )
+
+
+# -- the guard -----------------------------------------------------------------------------
+
+
+def make_handler(tool: Any) -> Any:
+    @cb.guard
+    async def on_message(message: Message) -> None:
+        answer = await tool(message.content)
+        await Message(content=answer).send()
+
+    return on_message
+
+
+async def test_guard_replies_name_service_and_retry(session: Any, clock: FakeClock) -> None:
+    settings = Settings.model_validate(
+        {"services": {"weather-api": {"label": "the weather service"}}}
+    )
+    use(settings)
+    handler = make_handler(make_async_tool())
+    await handler(user_message("fail"))
+    await handler(user_message("fail"))
+    await handler(user_message("paris"))
+    clock.advance(10.5)
+    await handler(user_message("rome"))
+    replies = [s for s in summary(session) if s[1] == "assistant_message"]
+    assert replies == [
+        (
+            "new_message",
+            "assistant_message",
+            "Assistant",
+            "Sorry, the weather service is temporarily unavailable. It will be retried shortly.",
+            False,
+        ),
+        # The failure that opened the circuit: the reply already says it, so the
+        # "opened" notice for this session is dropped.
+        (
+            "new_message",
+            "assistant_message",
+            "Assistant",
+            "Sorry, the weather service is temporarily unavailable. It will be retried in 10 s.",
+            False,
+        ),
+        (
+            "new_message",
+            "assistant_message",
+            "Assistant",
+            "Sorry, the weather service is temporarily unavailable. It will be retried in 10 s.",
+            False,
+        ),
+        ("new_message", "assistant_message", "Assistant", "sunny in rome", False),
+        # Half-open then closed within one run: one notice, after the answer.
+        (
+            "new_message",
+            "assistant_message",
+            "Service status",
+            "the weather service is available again.",
+            False,
+        ),
+    ]
+    assert "hunter2" not in repr(session.emit.call_args_list)
+
+
+async def test_guard_uses_fallback_answer_and_forced_open_wording(session: Any) -> None:
+    settings = Settings.model_validate(
+        {"services": {"weather-api": {"fallback": "No weather today, sorry."}, "llm": {}}}
+    )
+    use(settings)
+    handler = make_handler(make_async_tool())
+    chainlit_breaker.get_breaker("weather-api").force_open()
+    await handler(user_message("paris"))
+    assert summary(session)[-1][3] == "No weather today, sorry."
+
+    @cb.guard
+    async def ask(message: Message) -> None:
+        await chainlit_breaker.get_breaker("llm").call(asyncio.sleep, 0)
+
+    chainlit_breaker.get_breaker("llm").force_open()
+    await ask(user_message("hi"))
+    assert summary(session)[-1][3] == (
+        "Sorry, llm is temporarily unavailable. It stays off until an operator turns it back on."
+    )
+
+
+async def test_guard_attributes_chained_failures_and_hides_other_errors(session: Any) -> None:
+    use()
+    weather = make_async_tool()
+
+    @cb.guard
+    async def wrapped(message: Message) -> None:
+        try:
+            await weather("fail")
+        except ConnectionError as err:
+            raise RuntimeError("tool chain broke") from err
+
+    @cb.guard
+    async def buggy(message: Message) -> None:
+        raise KeyError("internal detail")
+
+    await wrapped(user_message("x"))
+    await buggy(user_message("y"))
+    replies = [s[3] for s in summary(session) if s[1] == "assistant_message"]
+    assert replies == [
+        "Sorry, weather-api is temporarily unavailable. It will be retried shortly.",
+        "Sorry, something went wrong while answering. Please try again.",
+    ]
+    assert "internal detail" not in repr(session.emit.call_args_list)
+
+
+async def test_guard_keeps_the_handler_signature_for_chainlit() -> None:
+    import inspect
+
+    async def handler(message: Message) -> None:
+        return None
+
+    guarded = cb.guard(handler)
+    assert list(inspect.signature(guarded).parameters) == ["message"]
+    assert inspect.iscoroutinefunction(guarded)
+    with pytest.raises(TypeError):
+        cb.guard(lambda message: None)
+
+
+async def test_streaming_through_the_breaker(session: Any) -> None:
+    use()
+
+    async def fake_llm(prompt: str, fail_after: int | None = None) -> Any:
+        for i, word in enumerate(["Hello", " there", "!"]):
+            if fail_after is not None and i == fail_after:
+                raise ConnectionError("stream dropped")
+            yield word
+
+    @cb.guard
+    async def handler(message: Message) -> None:
+        fail = 1 if message.content == "fail" else None
+        await cb.stream_message("llm", fake_llm, message.content, fail_after=fail)
+
+    await handler(user_message("hi"))
+    sent = [e for e in events(session) if e[0] in ("stream_start", "stream_token", "new_message")]
+    assert [e[0] for e in sent] == ["stream_start", "stream_token", "stream_token", "new_message"]
+    assert sent[-1][1]["output"] == "Hello there!"
+
+    session.emit.reset_mock()
+    await handler(user_message("fail"))
+    # The partial answer stays, then the guard explains; mid-stream failure counted.
+    assert [s[3] for s in summary(session) if s[0] == "new_message"] == [
+        "Hello",
+        "Sorry, llm is temporarily unavailable. It will be retried shortly.",
+    ]
+    assert chainlit_breaker.get_breaker("llm").snapshot.consecutive_failures == 1
+    tokens = [t async for t in cb.stream("llm", fake_llm, "x")]
+    assert tokens == ["Hello", " there", "!"]
+
+
+# -- notices -------------------------------------------------------------------------------
+
+
+async def test_notices_from_a_worker_thread_go_only_to_sessions_that_used_it(
+    clock: FakeClock,
+) -> None:
+    use()
+    s1, s2 = make_session("s1"), make_session("s2")
+    db = chainlit_breaker.breaker("db", failure_threshold=1)
+    other = chainlit_breaker.breaker("other")
+    seen_threads: list[int] = []
+
+    @db
+    def query() -> None:
+        seen_threads.append(threading.get_ident())
+        raise OSError("db down")
+
+    async def in_session(sess: Any, fn: Any) -> None:
+        context_var.set(ChainlitContext(sess))
+        await asyncio.to_thread(fn)
+
+    await asyncio.create_task(in_session(s2, lambda: other.call_sync(lambda: None)))
+    assert notices.sessions_using("other") == ["s2"]
+    with pytest.raises(OSError):  # noqa: PT011
+        await asyncio.create_task(in_session(s1, query))
+    assert seen_threads
+    assert seen_threads[0] != threading.get_ident()
+    await drain()
+    assert summary(s1) == [
+        (
+            "new_message",
+            "assistant_message",
+            "Service status",
+            "db is temporarily unavailable. It will be retried in 30 s.",
+            False,
+        )
+    ]
+    assert summary(s2) == []
+
+
+async def test_remote_change_from_a_store_thread_and_toasts(session: Any) -> None:
+    use(notices="toast")
+
+    @cb.tool("payments")
+    async def pay() -> str:
+        return "ok"
+
+    await pay()
+    session.emit.reset_mock()
+
+    def store_thread() -> None:  # no Chainlit context, not the loop's thread
+        notices._listener(
+            StateChanged("payments", BreakerState.CLOSED, BreakerState.OPEN, "x", True, 12.2)
+        )
+        notices._listener(
+            StateChanged("payments", BreakerState.OPEN, BreakerState.HALF_OPEN, None, True)
+        )
+        notices._listener(
+            StateChanged("payments", BreakerState.HALF_OPEN, BreakerState.CLOSED, None, True)
+        )
+
+    t = threading.Thread(target=store_thread)
+    t.start()
+    t.join()
+    await drain()
+    assert summary(session) == [
+        ("toast", "warning", "payments is temporarily unavailable. It will be retried in 13 s."),
+        ("toast", "info", "Trying payments again."),
+        ("toast", "success", "payments is available again."),
+    ]
+
+
+async def test_notices_off(session: Any) -> None:
+    use(notices="off")
+
+    @cb.tool("svc", failure_threshold=1)
+    async def boom() -> None:
+        raise OSError("x")
+
+    with pytest.raises(OSError):  # noqa: PT011
+        await boom()
+    await drain()
+    assert [e[0] for e in events(session)] == ["new_message", "update_message"]
+
+
+# -- /breakers and admin actions ---------------------------------------------------------
+
+
+async def test_breakers_table_for_everyone(session: Any, clock: FakeClock) -> None:
+    settings = Settings.model_validate(
+        {
+            "breakers": {"search": {"failure_rate_threshold": 0.5, "minimum_calls": 4}},
+            "services": {"weather-api": {"label": "Weather"}},
+        }
+    )
+    use(settings)
+    weather = make_async_tool()
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            await weather("fail")
+    search = chainlit_breaker.get_breaker("search")
+    await search.call(asyncio.sleep, 0)
+
+    async def bad() -> None:
+        raise OSError
+
+    with pytest.raises(OSError):  # noqa: PT011
+        await search.call(bad)
+    chainlit_breaker.breaker("llm")
+    session.emit.reset_mock()
+    clock.advance(3.2)
+
+    assert await cb.handle_command(user_message("/breakers"))
+    assert summary(session) == [
+        (
+            "new_message",
+            "assistant_message",
+            "Service status",
+            "| Breaker | State | Failure rate | Retry in |\n"
+            "| --- | --- | --- | --- |\n"
+            "| llm | closed | - | - |\n"
+            "| search | closed | 50% (1/2) | - |\n"
+            "| weather-api (Weather) | open | - | 7 s |",
+            False,
+        )
+    ]
+    assert not await cb.handle_command(user_message("breakers please"))
+
+
+@pytest.mark.parametrize(
+    ("metadata", "allowed"),
+    [
+        ({}, False),
+        ({"role": "user"}, False),
+        ({"role": "admin"}, True),
+        ({"role": ["editor", "admin"]}, True),
+        ({"role": True}, False),
+    ],
+)
+async def test_admin_actions_need_admin_metadata(
+    clock: FakeClock, metadata: dict[str, Any], allowed: bool
+) -> None:
+    use()
+    sess = make_session("admin-test", user=User(identifier="ann", metadata=metadata))
+    context_var.set(ChainlitContext(sess))
+    brk = chainlit_breaker.get_breaker("weather-api")
+    await cb.handle_command(user_message("/breakers open weather-api"))
+    reply = summary(sess)[-1][3]
+    if allowed:
+        assert reply == "Breaker 'weather-api' forced open; it is now forced_open."
+        assert brk.state is BreakerState.FORCED_OPEN
+        await cb.handle_command(user_message("/breakers close weather-api"))
+        assert brk.state is BreakerState.CLOSED
+        brk.force_open()
+        await cb.handle_command(user_message("/breakers reset weather-api"))
+        assert brk.state is BreakerState.CLOSED
+        await cb.handle_command(user_message("/breakers reset nope"))
+        assert summary(sess)[-1][3] == (
+            "There is no breaker called 'nope'. Known breakers: weather-api."
+        )
+    else:
+        assert reply == (
+            "Sorry, only administrators can open circuit breakers. "
+            "Your account is not marked as an admin."
+        )
+        assert brk.state is BreakerState.CLOSED
+    await cb.handle_command(user_message("/breakers explode"))
+    assert summary(sess)[-1][3].startswith("Usage: `/breakers` shows every breaker.")
+
+
+async def test_anonymous_user_is_refused_and_guard_routes_commands(session: Any) -> None:
+    use()
+    reached: list[str] = []
+
+    @cb.guard
+    async def handler(message: Message) -> None:
+        reached.append(message.content)
+
+    await handler(user_message("/breakers reset x"))
+    await handler(Message(content="", command="breakers"))
+    await handler(user_message("hello"))
+    assert reached == ["hello"]
+    texts = [s[3] for s in summary(session)]
+    assert texts[0].startswith("Sorry, only administrators can reset circuit breakers.")
+    assert texts[1] == "No circuit breakers yet."
+
+
+# -- hot reload ------------------------------------------------------------------------------
+
+
+APP = """
+import chainlit as cl
+from chainlit_breaker.integrations import chainlit as cb
+
+cb.setup(SETTINGS)
+
+@cb.tool("weather-api", failure_threshold=1)
+async def weather(city: str) -> str:
+    raise ConnectionError("down")
+
+@cl.on_message
+@cb.guard
+async def main(message: cl.Message) -> None:
+    await cl.Message(content=await weather(message.content)).send()
+"""
+
+
+async def test_hot_reload_does_not_duplicate(session: Any, tmp_path: Path) -> None:
+    (tmp_path / ".chainlit").mkdir()
+    (tmp_path / ".chainlit" / "breakers.toml").write_text(
+        "[breakers.weather-api]\nreset_timeout = 60\n"
+    )
+    app = tmp_path / "app.py"
+    app.write_text(
+        textwrap.dedent(APP).replace("SETTINGS", repr(str(tmp_path / ".chainlit/breakers.toml")))
+    )
+    from chainlit.config import config
+
+    saved = config.code.on_message
+    try:
+        for _ in range(3):  # what `chainlit run -w` does on every change
+            module = runpy.run_path(str(app))
+        reg = chainlit_breaker.registry
+        assert reg._listeners.count(notices._listener) == 1
+        assert reg.names() == ["weather-api"]
+        brk = reg.get("weather-api")
+        assert brk.listeners.count(notices._listener) == 1
+        other = make_session("other")
+        context_var.set(ChainlitContext(other))
+        await chainlit_breaker.get_breaker("weather-api").call(asyncio.sleep, 0)
+        context_var.set(ChainlitContext(session))
+        await module["main"](user_message("x"))
+        # Reload once more while open: the state survives, nothing doubles.
+        runpy.run_path(str(app))
+        assert reg.get("weather-api") is brk
+        assert brk.state is BreakerState.OPEN
+        await drain()
+        opened = [s for s in summary(other) if "unavailable" in s[3]]
+        assert opened == [
+            (
+                "new_message",
+                "assistant_message",
+                "Service status",
+                "weather-api is temporarily unavailable. It will be retried in 60 s.",
+                False,
+            )
+        ]
+        replies = [s[3] for s in summary(session) if s[1] == "assistant_message"]
+        assert replies == [
+            "Sorry, weather-api is temporarily unavailable. It will be retried in 60 s."
+        ]
+    finally:
+        config.code.on_message = saved
