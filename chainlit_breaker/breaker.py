@@ -52,6 +52,7 @@ from .events import (
     Listener,
     SlowCall,
     StateChanged,
+    StoreStatusChanged,
 )
 from .store.base import Slot, Store
 from .store.memory import MemoryStore
@@ -165,6 +166,9 @@ class PersistentCircuitBreaker:
         self._permits = itertools.count()
         self._apply_config(config if config is not None else BreakerConfig())
         self._slot.on_change(self._on_slot_change)
+        on_status = getattr(self._slot, "on_status", None)
+        if on_status is not None:  # shared stores report outages (see store.base)
+            on_status(self._on_store_status)
 
     # -- configuration ---------------------------------------------------------------
 
@@ -295,6 +299,10 @@ class PersistentCircuitBreaker:
                     self.name, old.state, new.state, reason, True, _retry_after(new, self._now())
                 )
             )
+
+    def _on_store_status(self, available: bool, detail: str) -> None:
+        if self._listeners:
+            self._emit(StoreStatusChanged(self.name, available, detail))
 
     def _applied(self, snap: Snapshot, decision: Decision) -> BreakerState:
         if decision.previous is not None and self._listeners:

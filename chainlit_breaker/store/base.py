@@ -12,11 +12,15 @@ from ..core.machine import Decision, Event
 from ..core.policy import Policy
 from ..core.state import Snapshot
 
-__all__ = ["ChangeCallback", "Slot", "Store"]
+__all__ = ["ChangeCallback", "Slot", "StatusCallback", "Store"]
 
 ChangeCallback = Callable[[Snapshot, Snapshot, "str | None"], None]
 """Called with (old, new, reason) when a slot's snapshot changes for a reason the local
 breaker did not cause (another process, a resync, a fallback)."""
+
+StatusCallback = Callable[[bool, str], None]
+"""Called with (available, detail) when a shared store stops or starts answering. Slots of
+shared stores offer ``on_status(callback)``; the breaker registers one when present."""
 
 
 @runtime_checkable
