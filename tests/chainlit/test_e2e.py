@@ -1,0 +1,244 @@
+"""End to end: the demo app under a real ``chainlit run`` server, driven over Chainlit's
+socket.io protocol by two clients, with a short reset timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(180)]
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "demo_app" / "app.py"
+BREAKERS_TOML = """
+[defaults]
+failure_threshold = 2
+reset_timeout = 1.5
+
+[breakers.weather-api]
+label = "the weather service"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def chainlit_env(app_root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    # CI=true would switch Chainlit's CLI into CI mode (fake OpenAI key, no cache).
+    for name in ("CI", "CHAINLIT_BREAKER_REDIS_URL", "DEMO_AUTH", "CHAINLIT_AUTH_SECRET"):
+        env.pop(name, None)
+    env["CHAINLIT_APP_ROOT"] = str(app_root)
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    app_root = tmp_path_factory.mktemp("e2e-app")
+    (app_root / ".chainlit").mkdir()
+    (app_root / ".chainlit" / "breakers.toml").write_text(BREAKERS_TOML)
+    port = free_port()
+    chainlit = Path(sys.executable).parent / "chainlit"
+    log = (app_root / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [str(chainlit), "run", str(DEMO), "--headless", "--port", str(port)],
+        cwd=app_root,
+        env=chainlit_env(app_root),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"chainlit exited: {(app_root / 'server.log').read_text()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("chainlit did not start within 60 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+class ChatClient:
+    """One browser tab: a socket.io session that records every event it receives."""
+
+    def __init__(self, url: str) -> None:
+        import socketio
+
+        self.url = url
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: list[tuple[str, Any]] = []
+        self.changed = asyncio.Event()
+        self.sio.on("*", self._record)
+
+    async def _record(self, event: str, data: Any = None) -> None:
+        self.events.append((event, data))
+        self.changed.set()
+
+    async def wait_for(self, predicate: Any, start: int) -> int:
+        """Index of the first event from ``start`` on that satisfies ``predicate``."""
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
+            for i in range(start, len(self.events)):
+                if predicate(*self.events[i]):
+                    return i
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"timed out; events: {self.events[start:]}")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), remaining)
+
+    async def task(self, start: int) -> list[tuple[str, Any]]:
+        """The events of one task (task_start ... task_end) from ``start`` on."""
+        begin = await self.wait_for(lambda e, d: e == "task_start", start)
+        end = await self.wait_for(lambda e, d: e == "task_end", begin)
+        return self.events[begin : end + 1]
+
+    async def connect(self) -> list[tuple[str, Any]]:
+        auth = {
+            "clientType": "webapp",
+            "sessionId": str(uuid.uuid4()),
+            "threadId": "",
+            "userEnv": "{}",
+            "chatProfile": "",
+        }
+        await self.sio.connect(
+            self.url, socketio_path="/ws/socket.io", transports=["websocket"], auth=auth
+        )
+        start = len(self.events)
+        await self.sio.emit("connection_successful")
+        return await self.task(start)  # on_chat_start: the welcome message
+
+    async def say(self, text: str) -> list[tuple[str, Any]]:
+        start = len(self.events)
+        message = {
+            "id": str(uuid.uuid4()),
+            "threadId": "",
+            "name": "User",
+            "type": "user_message",
+            "output": text,
+            "createdAt": datetime.now(UTC).isoformat(),
+        }
+        await self.sio.emit("client_message", {"message": message, "fileReferences": []})
+        return await self.task(start)
+
+
+def messages(events: list[tuple[str, Any]], author: str | None = None) -> list[str]:
+    return [
+        d["output"]
+        for e, d in events
+        if e == "new_message"
+        and d.get("type") == "assistant_message"
+        and (author is None or d.get("name") == author)
+    ]
+
+
+def tool_steps(events: list[tuple[str, Any]]) -> list[tuple[str, str, bool]]:
+    return [
+        (d["name"], d["output"], bool(d["isError"]))
+        for e, d in events
+        if e == "update_message" and d.get("type") == "tool"
+    ]
+
+
+async def test_circuit_opens_notifies_and_recovers_over_socketio(server: str) -> None:
+    alice, bob = ChatClient(server), ChatClient(server)
+    try:
+        welcome = await alice.connect()
+        assert any("chainlit_breaker demo" in m for m in messages(welcome))
+        await bob.connect()
+
+        # Bob uses the weather service while it works: he will hear about its outages.
+        ok = await bob.say("what is the weather in Rome?")
+        assert tool_steps(ok) == [("weather lookup", "Rome: 21 °C, light wind", False)]
+        bob_seen = len(bob.events)
+
+        assert messages(await alice.say("/weather fail")) == [
+            "The weather backend will now `fail`."
+        ]
+        # 1. The tool fails until the circuit opens (failure_threshold = 2).
+        first = await alice.say("weather in Paris please")
+        assert tool_steps(first) == [
+            ("weather lookup", "the weather service failed (ConnectionError).", True)
+        ]
+        assert messages(first) == [
+            "Sorry, the weather service is temporarily unavailable. It will be retried shortly."
+        ]
+        second = await alice.say("weather in Paris please")
+        assert messages(second) == [
+            "Sorry, the weather service is temporarily unavailable. It will be retried in 2 s."
+        ]
+        # Bob, idle, gets the opened notice pushed to his session.
+        i = await bob.wait_for(lambda e, d: e == "new_message", bob_seen)
+        assert messages([bob.events[i]], "Service status") == [
+            "the weather service is temporarily unavailable. It will be retried in 2 s."
+        ]
+
+        # 2. The next message gets the open-circuit answer without calling the backend.
+        rejected = await alice.say("weather in Paris please")
+        [(name, output, is_error)] = tool_steps(rejected)
+        assert (name, is_error) == ("weather lookup", True)
+        assert output.startswith("Circuit open: the weather service is temporarily unavailable.")
+        assert messages(rejected) == [
+            "Sorry, the weather service is temporarily unavailable. It will be retried in 2 s."
+        ]
+
+        # 3. After the reset timeout, the backend is back: the trial call closes it.
+        await alice.say("/weather ok")
+        bob_seen = len(bob.events)
+        await asyncio.sleep(1.6)
+        recovered = await alice.say("weather in Paris please")
+        assert tool_steps(recovered) == [("weather lookup", "Paris: 21 °C, light wind", False)]
+        assert messages(recovered, "Service status") == ["the weather service is available again."]
+        i = await bob.wait_for(
+            lambda e, d: e == "new_message" and "available again" in d.get("output", ""),
+            bob_seen,
+        )
+        assert messages(bob.events[bob_seen : i + 1], "Service status") == [
+            "Trying the weather service again.",
+            "the weather service is available again.",
+        ]
+
+        # /breakers works for everyone; admin actions are refused without admin metadata.
+        table = messages(await alice.say("/breakers"))[0]
+        assert "| weather-api (the weather service) | closed |" in table
+        refused = messages(await alice.say("/breakers open weather-api"))[0]
+        assert refused.startswith("Sorry, only administrators can open circuit breakers.")
+
+        everything = repr(alice.events) + repr(bob.events)
+        assert "abc123" not in everything  # the exception text (with a token) never leaks
+        assert "weather.internal" not in everything
+    finally:
+        await alice.sio.disconnect()
+        await bob.sio.disconnect()
