@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -48,45 +49,52 @@ def chainlit_env(app_root: Path) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def chainlit_server(app: Path, app_root: Path) -> Iterator[str]:
+    """``chainlit run app --headless`` on a free port; yields its URL once it answers."""
+    port = free_port()
+    chainlit = Path(sys.executable).parent / "chainlit"
+    log_path = app_root / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(chainlit), "run", str(app), "--headless", "--port", str(port)],
+            cwd=app_root,
+            env=chainlit_env(app_root),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"chainlit exited: {log_path.read_text()}")
+                try:
+                    with urllib.request.urlopen(url, timeout=1) as resp:
+                        if resp.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail("chainlit did not start within 60 s")
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     app_root = tmp_path_factory.mktemp("e2e-app")
     (app_root / ".chainlit").mkdir()
     (app_root / ".chainlit" / "breakers.toml").write_text(BREAKERS_TOML)
-    port = free_port()
-    chainlit = Path(sys.executable).parent / "chainlit"
-    log = (app_root / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [str(chainlit), "run", str(DEMO), "--headless", "--port", str(port)],
-        cwd=app_root,
-        env=chainlit_env(app_root),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"chainlit exited: {(app_root / 'server.log').read_text()}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("chainlit did not start within 60 s")
-            time.sleep(0.2)
+    with chainlit_server(DEMO, app_root) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 class ChatClient:
@@ -125,7 +133,7 @@ class ChatClient:
         end = await self.wait_for(lambda e, d: e == "task_end", begin)
         return self.events[begin : end + 1]
 
-    async def connect(self) -> list[tuple[str, Any]]:
+    async def connect(self, chat_start: bool = True) -> list[tuple[str, Any]]:
         auth = {
             "clientType": "webapp",
             "sessionId": str(uuid.uuid4()),
@@ -138,6 +146,9 @@ class ChatClient:
         )
         start = len(self.events)
         await self.sio.emit("connection_successful")
+        if not chat_start:  # the app has no on_chat_start: nothing runs
+            await self.wait_for(lambda e, d: e == "clear_call_fn", start)
+            return []
         return await self.task(start)  # on_chat_start: the welcome message
 
     async def say(self, text: str) -> list[tuple[str, Any]]:
@@ -242,3 +253,37 @@ async def test_circuit_opens_notifies_and_recovers_over_socketio(server: str) ->
     finally:
         await alice.sio.disconnect()
         await bob.sio.disconnect()
+
+
+README_APP = re.compile(r"<!-- test: chainlit-app -->\s*```python\n(.*?)```", re.S)
+
+
+async def test_the_readme_minimal_app_works(tmp_path: Path) -> None:
+    [code] = README_APP.findall((ROOT / "README.md").read_text(encoding="utf-8"))
+    (tmp_path / "app.py").write_text(code)
+    with chainlit_server(tmp_path / "app.py", tmp_path) as url:
+        chat = ChatClient(url)
+        try:
+            await chat.connect(chat_start=False)
+            paris = await chat.say("Paris")
+            assert tool_steps(paris) == [
+                ("get_weather", "sunny, 21 °C in Paris", False),
+                ("country_of", "France", False),
+            ]
+            streamed = [d["token"] for e, d in paris if e == "stream_token"]
+            assert "".join(streamed).strip().endswith("sunny, 21 °C in Paris")
+            assert messages(paris)[-1] == "Paris (France): sunny, 21 °C in Paris "
+            replies = [messages(await chat.say("Atlantis")) for _ in range(3)]
+            assert replies == [
+                ["Sorry, weather-api is temporarily unavailable. It will be retried shortly."],
+                ["Sorry, weather-api is temporarily unavailable. It will be retried shortly."],
+                ["Sorry, weather-api is temporarily unavailable. It will be retried in 30 s."],
+            ]
+            rejected = await chat.say("Paris")
+            assert tool_steps(rejected)[0][1].startswith("Circuit open: weather-api")
+            assert messages(rejected) == [
+                "Sorry, weather-api is temporarily unavailable. It will be retried in 30 s."
+            ]
+            assert "weather.internal" not in repr(chat.events)
+        finally:
+            await chat.sio.disconnect()

@@ -262,3 +262,15 @@ def test_import_does_not_import_chainlit() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_readme_documents_every_key() -> None:
+    from chainlit_breaker.config import BreakerConfig
+    from chainlit_breaker.settings import BreakerUI, StoreSettings, UISettings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Using it in a Chainlit app", 1)[1]
+    keys = [*StoreSettings.model_fields, *UISettings.model_fields, *BreakerUI.model_fields]
+    keys += [k for k in BreakerConfig.model_fields if not k.endswith("_predicate")]
+    missing = [k for k in keys if f"`{k}`" not in section and f"] {k}`" not in section]
+    assert not missing
