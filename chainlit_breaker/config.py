@@ -134,6 +134,16 @@ class BreakerConfig(BaseModel):
                 "no trip policy: set failure_threshold, failure_rate_threshold "
                 "or slow_call_rate_threshold"
             )
+        uses_rate = (
+            self.failure_rate_threshold is not None or self.slow_call_rate_threshold is not None
+        )
+        if uses_rate and self.window == "count" and self.minimum_calls > self.window_size:
+            # Such a window never holds minimum_calls calls, so the rate would never trip.
+            raise ValueError(
+                f"minimum_calls ({self.minimum_calls}) is more than the window_size "
+                f"({self.window_size}) calls a count window holds, so the rate could never "
+                "trip: lower minimum_calls or raise window_size"
+            )
         if self.max_reset_timeout is not None and self.max_reset_timeout < self.reset_timeout:
             raise ValueError(
                 f"max_reset_timeout ({self.max_reset_timeout}) is below "

@@ -197,3 +197,15 @@ def test_with_overrides_keeps_set_fields_and_validates_again() -> None:
     assert (cfg.failure_threshold, cfg.reset_timeout) == (3, 9.0)
     with pytest.raises(ConfigError, match="code: reset_timeout"):
         base.with_overrides({"reset_timeout": -1}, source="code")
+
+
+@pytest.mark.parametrize("rate", ["failure_rate_threshold", "slow_call_rate_threshold"])
+def test_count_window_smaller_than_minimum_calls_is_rejected(rate: str) -> None:
+    """Such a rate could never trip: the window never holds minimum_calls calls."""
+    extra = {"slow_call_duration": 1.0} if rate.startswith("slow") else {}
+    with pytest.raises(ValidationError, match=r"minimum_calls \(10\) is more than"):
+        BreakerConfig(**{rate: 0.5, "window_size": 5}, **extra)  # type: ignore[arg-type]
+    BreakerConfig(**{rate: 0.5, "window_size": 5, "minimum_calls": 5}, **extra)  # type: ignore[arg-type]
+    # a time window may see any number of calls; no rate policy, no window
+    BreakerConfig(**{rate: 0.5, "window": "time", "window_size": 5}, **extra)  # type: ignore[arg-type]
+    BreakerConfig(window_size=5)

@@ -187,13 +187,15 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
         "slow_call_duration": draw(st.sampled_from([None, 1.0, 2.0])),
         "window": draw(st.sampled_from(["count", "time"])),
         "window_size": draw(st.integers(1, 6)),
-        "minimum_calls": draw(st.integers(1, 4)),
         "reset_timeout": draw(st.sampled_from([1.0, 2.0, 5.0])),
         "backoff_multiplier": draw(st.sampled_from([1.0, 2.0, 3.0])),
         "half_open_max_calls": draw(st.integers(1, 3)),
         "success_threshold": draw(st.integers(1, 3)),
         "trial_lease_ttl": draw(st.sampled_from([1.5, 3.0, 10.0])),
     }
+    # a count window must be able to hold minimum_calls calls (the config insists)
+    most = 4 if cfg["window"] == "time" else min(4, cfg["window_size"])
+    cfg["minimum_calls"] = draw(st.integers(1, most))
     cfg["slow_call_rate_threshold"] = (
         draw(st.sampled_from([None, 0.5, 1.0])) if cfg["slow_call_duration"] else None
     )
