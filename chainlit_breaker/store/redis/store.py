@@ -388,11 +388,14 @@ class RedisStore:
         *,
         socket_timeout: float = 0.1,
         connect_timeout: float | None = None,
+        max_connections: int = 16,
         client_options: dict[str, Any] | None = None,
         **options: Any,
     ) -> RedisStore:
         """A store on ``url`` (``redis://``, ``rediss://`` or ``unix://``, with user,
-        password and db as usual), with its own short-timeout, no-retry clients."""
+        password and db as usual), with its own clients: short timeouts, no retries, and a
+        bounded pool per client (a burst of callers queues for a connection, at most
+        ``socket_timeout``, instead of opening hundreds of sockets at once)."""
         from redis.asyncio.retry import Retry as AsyncRetry
         from redis.retry import Retry
 
@@ -402,12 +405,18 @@ class RedisStore:
             "socket_connect_timeout": timeout,
             "retry_on_timeout": False,
             "health_check_interval": 0,
+            "max_connections": max_connections,
+            "timeout": socket_timeout,
         }
         common.update(client_options or {})
-        client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
+        pool = redis.BlockingConnectionPool.from_url(url, retry=Retry(NoBackoff(), 0), **common)
+        client = redis.Redis(connection_pool=pool)
 
         def factory() -> redis.asyncio.Redis:
-            return redis.asyncio.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 0), **common)
+            apool = redis.asyncio.BlockingConnectionPool.from_url(
+                url, retry=AsyncRetry(NoBackoff(), 0), **common
+            )
+            return redis.asyncio.Redis(connection_pool=apool)
 
         return cls(
             client,
@@ -434,7 +443,16 @@ class RedisStore:
                 self._by_enc[enc] = slot
                 if not self._threads and not self._closed:
                     self._start()
-            return slot
+        # A new mirror must not admit calls the shared state would reject: read it once
+        # now (bounded by the client timeout), so a fresh process starts where the others are.
+        if not self._down:
+            try:
+                reply = self._read(slot)
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                slot._absorb_remote(reply, ours=True, force=False, reason=None)
+        return slot
 
     def names(self) -> list[str]:
         return sorted(self._slots)
@@ -464,6 +482,7 @@ class RedisStore:
             self._flush(force=True)
         if self._owns:
             self._client.close()
+            self._client.connection_pool.disconnect()
 
     async def aclose(self) -> None:
         try:
@@ -473,6 +492,7 @@ class RedisStore:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
             if client is not None:
                 await client.aclose()
+                await client.connection_pool.disconnect()
         finally:
             await asyncio.to_thread(self.close)
 
