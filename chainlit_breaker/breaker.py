@@ -493,7 +493,7 @@ class PersistentCircuitBreaker:
             self._store_sync(self._exception_outcome(permit, exc, start))
             raise
         if type(result) in _SPECIAL_RESULTS:
-            return cast(R, self._special_sync(result, permit, start))
+            return cast(R, self._special_sync(result, permit, args, kwargs, fallback))
         if permit is None and self._plain:
             snap = self._slot.snapshot
             if snap.state is _CLOSED and snap.consecutive_failures == 0:
@@ -501,9 +501,19 @@ class PersistentCircuitBreaker:
         self._store_sync(self._result_outcome(permit, result, start))
         return result
 
-    def _special_sync(self, result: Any, permit: str | None, start: float) -> Any:
+    def _special_sync(
+        self,
+        result: Any,
+        permit: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        fallback: Fallback | None,
+    ) -> Any:
         if isinstance(result, types.GeneratorType):
-            return self._guard_sync(result, permit, start)
+            # None of the generator has run yet: give the permit back and admit at the
+            # first item (as stream_sync does), so one closed unstarted holds nothing.
+            self._store_sync(None if permit is None else Release(permit))
+            return self._stream_sync(lambda *_a, **_k: result, args, kwargs, fallback)
         if isinstance(result, types.CoroutineType):
             result.close()
         self._store_sync(None if permit is None else Release(permit))
@@ -544,7 +554,11 @@ class PersistentCircuitBreaker:
             result: Any = fn(*args, **kwargs)
             if type(result) is not types.CoroutineType:
                 if type(result) is types.AsyncGeneratorType:
-                    return self._guard_async(result, permit, start)
+                    # As in _special_sync: admit at the first item, not now, so a generator
+                    # closed before it starts cannot keep a trial permit.
+                    if permit is not None:
+                        await self._store_async(Release(permit))
+                    return self._stream_async(lambda *_a, **_k: result, args, kwargs, fallback)
                 if inspect.isawaitable(result):
                     result = await result
             else:

@@ -312,3 +312,39 @@ async def test_generator_creation_failure_counts(make: MakeBreaker) -> None:
     with pytest.raises(Boom):
         list(b.stream_sync(not_iterable))
     assert b.state is S.OPEN
+
+
+async def test_sync_generator_returned_by_call_sync_closed_before_first_item(
+    setup: tuple[PersistentCircuitBreaker, BreakerRegistry], clock: FakeClock
+) -> None:
+    """A callable that returns a generator (not a generator function) goes through
+    call_sync; closing what it returned before the first item must free the permit."""
+    b, _ = setup
+    await to_half_open(b, clock)
+    it = b.call_sync(lambda: gen(3))
+    it.close()
+    assert leases(b) == 0
+    it = b.call_sync(lambda: gen(3))
+    del it
+    gc.collect()
+    assert leases(b) == 0
+    assert list(b.call_sync(lambda: gen(2))) == [0, 1]
+    assert b.snapshot.trial_successes == 1
+
+
+async def test_async_generator_returned_by_call_closed_before_first_item(
+    setup: tuple[PersistentCircuitBreaker, BreakerRegistry], clock: FakeClock
+) -> None:
+    b, _ = setup
+    await to_half_open(b, clock)
+    it = await b.call(agen, 3)
+    await it.aclose()
+    assert leases(b) == 0
+    it = await b.call(agen, 3)
+    del it
+    gc.collect()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert leases(b) == 0
+    assert [x async for x in await b.call(agen, 2)] == [0, 1]
+    assert b.snapshot.trial_successes == 1
