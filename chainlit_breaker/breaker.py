@@ -380,7 +380,8 @@ class PersistentCircuitBreaker:
         """Turn a finished call into the event to store (None: nothing to store)."""
         slow = False
         if self._timed:
-            duration = self._now() - start
+            # a call that started untimed (a listener or slow policy was added meanwhile)
+            duration = self._now() - start if start == start else 0.0
             slow = self._slow_after is not None and duration >= self._slow_after
             if self._listeners:
                 if failure:
@@ -486,7 +487,7 @@ class PersistentCircuitBreaker:
                 chosen = self._fallback_or_raise(admission, fallback)
                 return cast(R, self._fallback_sync(admission, args, kwargs, chosen))
             permit = admission
-        start = self._now() if self._timed else 0.0
+        start = self._now() if self._timed else _UNTIMED
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -549,7 +550,7 @@ class PersistentCircuitBreaker:
                 chosen = self._fallback_or_raise(admission, fallback)
                 return await self._fallback_async(admission, args, kwargs, chosen)
             permit = admission
-        start = self._now() if self._timed else 0.0
+        start = self._now() if self._timed else _UNTIMED
         try:
             result: Any = fn(*args, **kwargs)
             if type(result) is not types.CoroutineType:
@@ -604,7 +605,7 @@ class PersistentCircuitBreaker:
             chosen = self._fallback_or_raise(permit, fallback)
             yield from _as_iterable(self._fallback_sync(permit, args, kwargs, chosen))
             return
-        start = self._now() if self._timed else 0.0
+        start = self._now() if self._timed else _UNTIMED
         try:
             source = iter(fn(*args, **kwargs))
         except BaseException as exc:
@@ -648,7 +649,7 @@ class PersistentCircuitBreaker:
                 for item in _as_iterable(replacement):
                     yield item
             return
-        start = self._now() if self._timed else 0.0
+        start = self._now() if self._timed else _UNTIMED
         try:
             source = fn(*args, **kwargs)
         except BaseException as exc:
@@ -684,6 +685,10 @@ class PersistentCircuitBreaker:
 
     def __repr__(self) -> str:
         return f"<PersistentCircuitBreaker {self.name!r} {self.state.value}>"
+
+
+_UNTIMED = math.nan
+"""The start time of a call that began while nothing needed timing (NaN != NaN)."""
 
 
 def _half() -> float:

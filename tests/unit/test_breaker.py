@@ -621,3 +621,28 @@ def test_default_clock_is_monotonic() -> None:
     b = PersistentCircuitBreaker("m", store=MemoryStore())
     assert b.call_sync(ok) == "ok"
     assert b.retry_after == 0.0
+
+
+async def test_listener_added_during_a_call_sees_a_sane_duration(
+    make: MakeBreaker, clock: FakeClock
+) -> None:
+    """A call that started untimed has no start time; adding a listener (or a slow-call
+    policy) while it runs must not turn the clock's absolute value into its duration."""
+    b = make(failure_threshold=None, failure_rate_threshold=0.5, window_size=10, minimum_calls=1)
+    seen: list[BreakerEvent] = []
+
+    def adds_listener() -> str:
+        b.add_listener(seen.append)
+        return "ok"
+
+    b.call_sync(adds_listener)
+    assert isinstance(seen[0], CallSucceeded)
+    assert seen[0].duration < 1.0
+
+    def adds_slow_policy() -> str:
+        b.reconfigure(b.config.with_overrides({"slow_call_duration": 5.0}))
+        return "ok"
+
+    b.remove_listener(seen.append)
+    b.call_sync(adds_slow_policy)
+    assert b.status().slow_calls == 0
