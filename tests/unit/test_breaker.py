@@ -646,3 +646,30 @@ async def test_listener_added_during_a_call_sees_a_sane_duration(
     b.remove_listener(seen.append)
     b.call_sync(adds_slow_policy)
     assert b.status().slow_calls == 0
+
+
+async def test_jitter_spreads_real_open_times_within_bounds(make: MakeBreaker) -> None:
+    b = make(failure_threshold=1, reset_timeout=10.0, jitter=0.25)
+    seen = set()
+    for _ in range(200):
+        b.reset()
+        with pytest.raises(Boom):
+            b.call_sync(fail)
+        timeout = b.snapshot.open_until - b.snapshot.opened_at  # type: ignore[operator]
+        assert 7.5 <= timeout <= 12.5
+        seen.add(round(timeout, 6))
+    assert len(seen) > 100  # really random, not one fixed value
+
+
+async def test_jitter_spreads_around_the_cap(make: MakeBreaker, clock: FakeClock) -> None:
+    b = make(
+        failure_threshold=1, reset_timeout=10.0, backoff_multiplier=4, max_reset_timeout=20,
+        jitter=0.1,
+    )  # fmt: skip
+    with pytest.raises(Boom):
+        b.call_sync(fail)
+    for _ in range(20):
+        clock.advance(b.retry_after)
+        with pytest.raises(Boom):
+            b.call_sync(fail)
+        assert 18.0 <= b.retry_after <= 22.0

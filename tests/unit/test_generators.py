@@ -348,3 +348,32 @@ async def test_async_generator_returned_by_call_closed_before_first_item(
     assert leases(b) == 0
     assert [x async for x in await b.call(agen, 2)] == [0, 1]
     assert b.snapshot.trial_successes == 1
+
+
+@pytest.mark.parametrize(
+    "exc", [KeyboardInterrupt(), SystemExit(2), asyncio.CancelledError()], ids=repr
+)
+async def test_cancellation_raised_inside_a_generator_is_neither(
+    setup: tuple[PersistentCircuitBreaker, BreakerRegistry],
+    clock: FakeClock,
+    exc: BaseException,
+) -> None:
+    b, reg = setup
+    await to_half_open(b, clock)
+
+    def sync_source() -> Iterator[int]:
+        yield 1
+        raise exc
+
+    async def async_source() -> AsyncIterator[int]:
+        yield 1
+        raise exc
+
+    with pytest.raises(BaseException) as info:  # noqa: PT011
+        list(CircuitBreakerProxy("g", registry=reg)(sync_source)())
+    assert info.value is exc
+    assert (b.state, leases(b), b.snapshot.trial_successes) == (S.HALF_OPEN, 0, 0)
+    with pytest.raises(BaseException) as info:  # noqa: PT011
+        [x async for x in CircuitBreakerProxy("g", registry=reg)(async_source)()]
+    assert info.value is exc
+    assert (b.state, leases(b), b.snapshot.trial_successes) == (S.HALF_OPEN, 0, 0)
