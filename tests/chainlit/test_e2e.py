@@ -287,3 +287,83 @@ async def test_the_readme_minimal_app_works(tmp_path: Path) -> None:
             assert "weather.internal" not in repr(chat.events)
         finally:
             await chat.sio.disconnect()
+
+
+async def test_two_instances_share_the_circuit_through_redis(tmp_path: Path) -> None:
+    """Two Chainlit servers on one Redis: a circuit opened by one rejects in the other,
+    and each instance's sessions hear about changes the other caused (remote notices
+    from the store's listener thread). The CLI sees and drives the same state."""
+    from tests.redis.conftest import RedisServer
+
+    redis_server = RedisServer()
+    toml = BREAKERS_TOML + f'\n[store]\nurl = "{redis_server.url}"\nnamespace = "e2e"\n'
+    roots = []
+    for name in ("one", "two"):
+        root = tmp_path / name
+        (root / ".chainlit").mkdir(parents=True)
+        (root / ".chainlit" / "breakers.toml").write_text(toml)
+        roots.append(root)
+    cli = [str(Path(sys.executable).parent / "chainlit-breaker")]
+    cli_env = chainlit_env(roots[0])
+
+    def run_cli(*args: str) -> Any:  # off the loop: the clients keep receiving meanwhile
+        return asyncio.to_thread(
+            subprocess.run, [*cli, *args], env=cli_env, capture_output=True, text=True,
+            timeout=60, check=True,
+        )  # fmt: skip
+
+    try:
+        with chainlit_server(DEMO, roots[0]) as url1, chainlit_server(DEMO, roots[1]) as url2:
+            alice, bob = ChatClient(url1), ChatClient(url2)
+            try:
+                await alice.connect()
+                await bob.connect()
+                await alice.say("weather in Oslo")
+                await bob.say("weather in Rome")
+                bob_seen = len(bob.events)
+                await alice.say("/weather fail")  # only instance one's backend breaks
+                await alice.say("weather in Oslo")
+                opened = await alice.say("weather in Oslo")
+                assert messages(opened) == [
+                    "Sorry, the weather service is temporarily unavailable. "
+                    "It will be retried in 2 s."
+                ]
+                # Bob, on the other instance, is told, and is rejected too.
+                i = await bob.wait_for(lambda e, d: e == "new_message", bob_seen)
+                assert messages([bob.events[i]], "Service status") == [
+                    "the weather service is temporarily unavailable. It will be retried in 2 s."
+                ]
+                rejected = await bob.say("weather in Rome")
+                assert tool_steps(rejected)[0][1].startswith("Circuit open:")
+                status = await run_cli("status", "weather-api")
+                assert status.stdout.split()[:2] == ["weather-api", "open"]
+
+                # Bob's instance runs the trial after the timeout; Alice hears it closed.
+                alice_seen = len(alice.events)
+                await asyncio.sleep(1.6)
+                ok = await bob.say("weather in Rome")
+                assert tool_steps(ok) == [("weather lookup", "Rome: 21 °C, light wind", False)]
+                i = await alice.wait_for(
+                    lambda e, d: e == "new_message" and "available again" in d["output"],
+                    alice_seen,
+                )
+                assert messages([alice.events[i]], "Service status") == [
+                    "the weather service is available again."
+                ]
+
+                # An operator forces it open from a shell: both sessions are told.
+                alice_seen, bob_seen = len(alice.events), len(bob.events)
+                forced = await run_cli("open", "weather-api")
+                assert forced.stdout.strip() == "weather-api: forced_open"
+                expected = (
+                    "the weather service is temporarily unavailable. "
+                    "It stays off until an operator turns it back on."
+                )
+                for client, seen in ((alice, alice_seen), (bob, bob_seen)):
+                    i = await client.wait_for(lambda e, d: e == "new_message", seen)
+                    assert messages([client.events[i]], "Service status") == [expected]
+            finally:
+                await alice.sio.disconnect()
+                await bob.sio.disconnect()
+    finally:
+        redis_server.stop()

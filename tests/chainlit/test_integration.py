@@ -8,6 +8,7 @@ import asyncio
 import runpy
 import textwrap
 import threading
+from math import inf
 from pathlib import Path
 from typing import Any
 
@@ -438,6 +439,8 @@ async def test_remote_change_from_a_store_thread_and_toasts(session: Any) -> Non
         notices._listener(
             StateChanged("payments", BreakerState.HALF_OPEN, BreakerState.CLOSED, None, True)
         )
+        forced = BreakerState.FORCED_OPEN
+        notices._listener(StateChanged("payments", BreakerState.CLOSED, forced, None, True, inf))
 
     t = threading.Thread(target=store_thread)
     t.start()
@@ -447,6 +450,11 @@ async def test_remote_change_from_a_store_thread_and_toasts(session: Any) -> Non
         ("toast", "warning", "payments is temporarily unavailable. It will be retried in 13 s."),
         ("toast", "info", "Trying payments again."),
         ("toast", "success", "payments is available again."),
+        (
+            "toast",
+            "warning",
+            "payments is temporarily unavailable. It stays off until an operator turns it back on.",
+        ),
     ]
 
 

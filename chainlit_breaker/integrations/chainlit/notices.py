@@ -65,7 +65,12 @@ def retry_text(settings: Settings, retry_after: float, state: BreakerState | Non
         return ui.retry_manual
     if retry_after <= 0:
         return ui.retry_soon
-    return ui.retry_in.format(seconds=math.ceil(retry_after))
+    return ui.retry_in.format(seconds=_seconds(retry_after))
+
+
+def _seconds(retry_after: float) -> int:
+    """Whole seconds to show (forced open has no end: 0, the template says "manual")."""
+    return math.ceil(retry_after) if math.isfinite(retry_after) and retry_after > 0 else 0
 
 
 def _fill(template: str, settings: Settings, name: str, retry: str, seconds: float) -> str:
@@ -91,7 +96,7 @@ def notice_text(settings: Settings, event: StateChanged, kind: NoticeKind) -> st
     ui = settings.ui
     template = {"opened": ui.opened, "half_opened": ui.half_opened, "recovered": ui.recovered}
     retry = retry_text(settings, event.retry_after, event.new)
-    return _fill(template[kind], settings, event.name, retry, math.ceil(event.retry_after))
+    return _fill(template[kind], settings, event.name, retry, _seconds(event.retry_after))
 
 
 # -- sessions -----------------------------------------------------------------------------
@@ -397,5 +402,4 @@ def unavailable_text(settings: Settings, err: CircuitOpenError) -> str:
     if fallback is not None:
         return fallback
     retry = retry_text(settings, err.retry_after, err.state)
-    seconds = err.retry_after if math.isfinite(err.retry_after) else 0.0
-    return _fill(settings.ui.unavailable, settings, err.name, retry, math.ceil(seconds))
+    return _fill(settings.ui.unavailable, settings, err.name, retry, _seconds(err.retry_after))

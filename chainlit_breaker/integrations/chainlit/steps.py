@@ -62,7 +62,7 @@ def _rejected_text(settings: Settings, err: CircuitOpenError) -> str:
     retry = notices.retry_text(settings, err.retry_after, err.state)
     return settings.ui.step_rejected.format(
         service=settings.label(err.name), name=err.name, retry=retry,
-        seconds=0 if err.retry_after == float("inf") else round(err.retry_after),
+        seconds=notices._seconds(err.retry_after),
         error_type="", error="",
     ).strip()  # fmt: skip
 
