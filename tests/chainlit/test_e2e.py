@@ -50,14 +50,14 @@ def chainlit_env(app_root: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def chainlit_server(app: Path, app_root: Path) -> Iterator[str]:
+def chainlit_server(app: Path, app_root: Path, *options: str) -> Iterator[str]:
     """``chainlit run app --headless`` on a free port; yields its URL once it answers."""
     port = free_port()
     chainlit = Path(sys.executable).parent / "chainlit"
     log_path = app_root / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [str(chainlit), "run", str(app), "--headless", "--port", str(port)],
+            [str(chainlit), "run", str(app), "--headless", "--port", str(port), *options],
             cwd=app_root,
             env=chainlit_env(app_root),
             stdout=log,
@@ -367,3 +367,45 @@ async def test_two_instances_share_the_circuit_through_redis(tmp_path: Path) -> 
                 await bob.sio.disconnect()
     finally:
         redis_server.stop()
+
+
+async def test_hot_reload_under_watch_duplicates_nothing(tmp_path: Path) -> None:
+    """``chainlit run -w``: editing the app re-executes it. Afterwards one failure still
+    gives one reply, opening gives one notice per session, /breakers one row per breaker,
+    and the open state survives the reload."""
+    (tmp_path / ".chainlit").mkdir()
+    (tmp_path / ".chainlit" / "breakers.toml").write_text(BREAKERS_TOML)
+    app = tmp_path / "app.py"
+    app.write_text(DEMO.read_text(encoding="utf-8"))
+    with chainlit_server(app, tmp_path, "-w") as url:
+        alice, bob = ChatClient(url), ChatClient(url)
+        try:
+            await alice.connect()
+            await bob.connect()
+            await bob.say("weather in Rome")
+            for n in range(2):  # reload twice: the module runs three times in all
+                seen = len(alice.events)
+                app.write_text(app.read_text(encoding="utf-8") + f"\n# edit {n}\n")
+                await alice.wait_for(lambda e, d: e == "reload", seen)
+            bob_seen = len(bob.events)
+            await alice.say("/weather fail")
+            first = await alice.say("weather in Paris")
+            second = await alice.say("weather in Paris")
+            assert len(tool_steps(first)) == len(tool_steps(second)) == 1
+            assert messages(second) == [
+                "Sorry, the weather service is temporarily unavailable. It will be retried in 2 s."
+            ]
+            await bob.wait_for(lambda e, d: e == "new_message", bob_seen)
+            await asyncio.sleep(0.5)  # room for duplicates to show up, if there were any
+            assert len(messages(bob.events[bob_seen:], "Service status")) == 1
+            assert messages(alice.events, "Service status") == []  # the reply said it
+
+            seen = len(alice.events)
+            app.write_text(app.read_text(encoding="utf-8") + "\n# edit while open\n")
+            await alice.wait_for(lambda e, d: e == "reload", seen)
+            table = messages(await alice.say("/breakers"))[0]
+            assert table.count("weather-api") == 1
+            assert "| weather-api (the weather service) | open |" in table
+        finally:
+            await alice.sio.disconnect()
+            await bob.sio.disconnect()
