@@ -65,18 +65,26 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while True:
             try:
-                with redis.Redis(port=self.port, socket_timeout=0.5) as client:
+                with self.client(socket_timeout=0.5) as client:
                     client.ping()
                 return
-            except redis.exceptions.BusyLoadingError:
-                return
+            except (
+                redis.exceptions.BusyLoadingError,
+                redis.exceptions.AuthenticationError,
+                redis.exceptions.ResponseError,
+            ):
+                return  # it answers: loading, or asking for a password
             except redis.RedisError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"redis-server on port {self.port} did not start") from None
                 time.sleep(0.02)
 
     def client(self, **kwargs: object) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5, **kwargs)  # type: ignore[arg-type]
+        options: dict[str, object] = {"socket_timeout": 5}
+        if "--requirepass" in self.extra:
+            options["password"] = self.extra[self.extra.index("--requirepass") + 1]
+        options.update(kwargs)
+        return redis.Redis(port=self.port, **options)  # type: ignore[arg-type]
 
     def pause(self) -> None:
         assert self.proc is not None

@@ -86,8 +86,11 @@ class RedisSlot:
         self._callback = callback
 
     def on_status(self, callback: StatusCallback | None) -> None:
-        """Register ``callback(available, detail)`` for Redis outages and recoveries."""
+        """Register ``callback(available, detail)`` for Redis outages and recoveries; it
+        hears at once if Redis is already down."""
         self._status = callback
+        if callback is not None and self._store._down:
+            callback(False, self._store._detail)
 
     def apply(
         self, event: Event, now: float, policy: Policy, rand: float
@@ -374,7 +377,9 @@ class RedisStore:
         self._by_enc: dict[str, RedisSlot] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._stopping = threading.Event()
         self._down = False
+        self._detail = ""
         self._closed = False
         self._refresh_requested = False
         self._threads: list[threading.Thread] = []
@@ -445,13 +450,15 @@ class RedisStore:
                     self._start()
         # A new mirror must not admit calls the shared state would reject: read it once
         # now (bounded by the client timeout), so a fresh process starts where the others are.
-        if not self._down:
-            try:
-                reply = self._read(slot)
-            except Exception as exc:
-                self._failed(exc)
-            else:
-                slot._absorb_remote(reply, ours=True, force=False, reason=None)
+        if self._down:
+            slot._outage_started(self.clock.now(), self._detail)
+            return slot
+        try:
+            reply = self._read(slot)
+        except Exception as exc:
+            self._failed(exc)
+        else:
+            slot._absorb_remote(reply, ours=True, force=False, reason=None)
         return slot
 
     def names(self) -> list[str]:
@@ -474,6 +481,7 @@ class RedisStore:
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
         self._wake.set()
         for thread in self._threads:
             if thread is not threading.current_thread():
@@ -592,7 +600,7 @@ class RedisStore:
                 return
             self._down = True
         self._wake.set()
-        detail = f"{type(exc).__name__}: {exc}"
+        detail = self._detail = f"{type(exc).__name__}: {exc}"
         modes = {
             "local": "in-process state",
             "allow": "admitting every call",
@@ -736,7 +744,7 @@ class RedisStore:
                     if message is not None and message.get("type") == "message":
                         self._on_message(message["data"])
             except Exception:
-                time.sleep(backoff)
+                self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 1.0)
             finally:
                 if pubsub is not None:
