@@ -94,6 +94,25 @@ class BreakerRegistry:
         the store or clock changed, or reconfigured in place if only config changed
         (their state is kept)."""
         with self._lock:
+            # Validate every known name against the new settings before changing anything:
+            # a bad configure leaves the registry as it was, and no ConfigError can surface
+            # later out of a protected call.
+            old = (self._defaults, self._configured)
+            if defaults is not KEEP:
+                if defaults is None:
+                    self._defaults = BreakerConfig()
+                elif isinstance(defaults, BreakerConfig):
+                    self._defaults = defaults
+                else:
+                    self._defaults = build_config(defaults, source="defaults")
+            if breakers is not KEEP:
+                self._configured = {name: _overrides(cfg) for name, cfg in (breakers or {}).items()}
+            try:
+                for name in sorted({*self._in_code, *self._configured}):
+                    self._compose(name)
+            except BaseException:
+                self._defaults, self._configured = old
+                raise
             rebuild = False
             if store is not KEEP:
                 if store is not self._store:
@@ -103,18 +122,6 @@ class BreakerRegistry:
                 if clock is not self._clock:
                     rebuild = True
                 self._clock = clock
-            if defaults is not KEEP:
-                if defaults is None:
-                    self._defaults = BreakerConfig()
-                elif isinstance(defaults, BreakerConfig):
-                    self._defaults = defaults
-                else:
-                    self._defaults = build_config(defaults, source="defaults")
-            if breakers is not KEEP:
-                configured = {name: _overrides(cfg) for name, cfg in (breakers or {}).items()}
-                for name, data in configured.items():  # validate now, not at first call
-                    self._compose(name, configured=data)
-                self._configured = configured
             if rebuild:
                 self._breakers.clear()
                 self.generation = next(_generations)

@@ -212,3 +212,35 @@ def test_breaker_fallback_registered_in_code(clock: FakeClock) -> None:
     b = chainlit_breaker.get_breaker("fb")
     b.force_open()
     assert b.call_sync(int) == "fallback"
+
+
+def test_defaults_that_break_a_code_config_fail_at_configure_time() -> None:
+    """Otherwise the ConfigError would surface later, out of a protected call."""
+    reg = BreakerRegistry()
+    breaker("x", registry=reg, reset_timeout=5.0)
+    with pytest.raises(ConfigError, match="max_reset_timeout"):
+        reg.configure(defaults={"reset_timeout": 1.0, "max_reset_timeout": 3.0})
+    assert reg.defaults == BreakerConfig()  # nothing was changed
+    assert reg.get("x").config.reset_timeout == 5.0
+
+
+def test_a_failed_configure_changes_nothing(clock: FakeClock) -> None:
+    reg = BreakerRegistry()
+    old_store = MemoryStore()
+    reg.configure(store=old_store, clock=clock, breakers={"a": {"failure_threshold": 2}})
+    proxy = CircuitBreakerProxy("a", registry=reg)
+    built = proxy.breaker
+    generation = reg.generation
+    with pytest.raises(ConfigError):
+        reg.configure(
+            store=MemoryStore(),
+            clock=FakeClock(),
+            defaults={"failure_threshold": 4},
+            breakers={"a": {"failure_threshold": 0}},
+        )
+    assert reg.generation == generation
+    assert reg.store is old_store
+    assert proxy.breaker is built
+    assert built.clock is clock
+    assert reg.defaults == BreakerConfig()
+    assert reg.config_for("a").failure_threshold == 2
