@@ -560,6 +560,10 @@ class PersistentCircuitBreaker:
                     if permit is not None:
                         await self._store_async(Release(permit))
                     return self._stream_async(lambda *_a, **_k: result, args, kwargs, fallback)
+                if type(result) is types.GeneratorType:  # a sync generator: guard it too
+                    if permit is not None:
+                        await self._store_async(Release(permit))
+                    return self._stream_sync(lambda *_a, **_k: result, args, kwargs, fallback)
                 if inspect.isawaitable(result):
                     result = await result
             else:

@@ -377,3 +377,18 @@ async def test_cancellation_raised_inside_a_generator_is_neither(
         [x async for x in CircuitBreakerProxy("g", registry=reg)(async_source)()]
     assert info.value is exc
     assert (b.state, leases(b), b.snapshot.trial_successes) == (S.HALF_OPEN, 0, 0)
+
+
+async def test_sync_generator_through_the_async_call_is_guarded(
+    setup: tuple[PersistentCircuitBreaker, BreakerRegistry],
+) -> None:
+    """``await b.call(sync_gen_fn)`` must not count a success before the first item:
+    a failure while iterating is a failure there too."""
+    b, _ = setup
+    it = await b.call(gen, 3, 1)  # type: ignore[arg-type]
+    assert b.snapshot.consecutive_failures == 0
+    with pytest.raises(Boom):
+        list(it)
+    assert b.snapshot.consecutive_failures == 1
+    assert list(await b.call(gen, 2)) == [0, 1]  # type: ignore[arg-type]
+    assert b.snapshot.consecutive_failures == 0
