@@ -641,10 +641,10 @@ class RedisStore:
             replies = [(slot, self._read(slot)) for slot in list(self._slots.values())]
         except Exception:
             return False
-        with self._lock:
-            self._down = False
         for slot, reply in replies:
             slot._absorb_remote(reply, ours=False, force=True, reason="resynced with Redis")
+        with self._lock:
+            self._down = False
         log.warning("chainlit_breaker: Redis store %s answers again; state resynced", self._where)
         for slot in list(self._slots.values()):
             slot._outage_ended()
