@@ -4,6 +4,7 @@ step. The model is written from the spec, not from the core's code."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from chainlit_breaker import (
     FakeClock,
     MemoryStore,
     PersistentCircuitBreaker,
+    StateChanged,
 )
 
 
@@ -56,6 +58,7 @@ class Model:
         self.opens_in_a_row = 0
         self.successes = 0
         self.trials: dict[object, float] = {}  # token -> lease expiry, this episode only
+        self.changes: list[tuple[str, str]] = []  # every (old, new) state change
 
     # what the breaker reports
 
@@ -90,6 +93,8 @@ class Model:
     # transitions
 
     def _fresh(self, state: str, keep_opens: bool) -> None:
+        if state != self.state:
+            self.changes.append((self.state, state))
         self.state = state
         self.consecutive = 0
         self.calls = []
@@ -213,7 +218,9 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
 
 # Binary fractions only, so model and breaker compute bit-identical times.
 STEPS = st.sampled_from([0.25, 0.5, 1.0, 2.0, 3.0, 7.0])
-OUTCOMES = st.sampled_from(["success", "failure", "slow success", "slow failure"])
+OUTCOMES = st.sampled_from(
+    ["success", "failure", "slow success", "slow failure", "returns 503", "slow returns 503"]
+)
 COMMANDS = st.sampled_from(["force_open", "force_closed", "disable", "reset"])
 
 
@@ -223,48 +230,62 @@ class BreakerMachine(RuleBasedStateMachine):
         self.clock = FakeClock(1000.0)
         self.held: list[tuple[Held, Any]] = []
 
-    @initialize(cfg=configs())
-    def setup(self, cfg: dict[str, Any]) -> None:
+    @initialize(cfg=configs(), listen=st.booleans(), predicate=st.booleans())
+    def setup(self, cfg: dict[str, Any], listen: bool, predicate: bool) -> None:
+        # A listener and a result predicate each take the breaker off its fastest path.
         self.model = Model(cfg)
+        self.predicate = predicate
+        self.events: list[object] = []
         self.breaker = PersistentCircuitBreaker(
-            "prop", BreakerConfig(**cfg), MemoryStore(), clock=self.clock
+            "prop",
+            BreakerConfig(**cfg, result_predicate=(lambda r: r == 503) if predicate else None),
+            MemoryStore(),
+            clock=self.clock,
+            listeners=[self.events.append] if listen else [],
         )
 
     def slow_for(self) -> float:
         return self.model.cfg["slow_call_duration"] or 1.0
 
-    @rule(outcome=OUTCOMES)
-    def call(self, outcome: str) -> None:
+    @rule(outcome=OUTCOMES, path=st.sampled_from(["sync", "async"]))
+    def call(self, outcome: str, path: str) -> None:
         now = self.clock.now()
         held = Held(now, trial=False)
         verdict, expected_retry = self.model.admit(now, held.token)
         held.trial = verdict == "trial"
         ran: list[bool] = []
 
-        def protected() -> str:
+        def protected() -> Any:
             ran.append(True)
             if outcome.startswith("slow"):
                 self.clock.advance(self.slow_for())
             if outcome.endswith("failure"):
                 raise Boom
-            return "result"
+            return 503 if outcome.endswith("503") else "result"
+
+        async def aprotected() -> Any:
+            return protected()
 
         rejected: CircuitOpenError | None = None
         try:
-            result = self.breaker.call_sync(protected)
+            if path == "sync":
+                result = self.breaker.call_sync(protected)
+            else:
+                result = asyncio.run(self.breaker.call(aprotected))
         except CircuitOpenError as err:
             rejected = err
         except Boom:
             assert outcome.endswith("failure")
         else:
-            assert result == "result"
+            assert result == (503 if outcome.endswith("503") else "result")
         if rejected is not None:
             assert verdict == "reject", f"rejected, model says {verdict}"
             assert rejected.retry_after == expected_retry
             assert not ran
             return
         assert verdict != "reject", "admitted, model says reject"
-        self.model.finish(self.clock.now(), held, outcome.endswith("failure"))
+        failed = outcome.endswith("failure") or (outcome.endswith("503") and self.predicate)
+        self.model.finish(self.clock.now(), held, failed)
 
     @rule()
     def start_held(self) -> None:
@@ -334,6 +355,11 @@ class BreakerMachine(RuleBasedStateMachine):
             assert live == m.live_trials(now)
         if m.state == "open":
             assert snap.open_until == m.open_until
+        if b.listeners:
+            changes = [
+                (e.old.value, e.new.value) for e in self.events if isinstance(e, StateChanged)
+            ]
+            assert changes == m.changes
 
     def teardown(self) -> None:
         for _, gen in self.held:
