@@ -513,6 +513,9 @@ async def test_breakers_table_for_everyone(session: Any, clock: FakeClock) -> No
         )
     ]
     assert not await cb.handle_command(user_message("breakers please"))
+    clock.advance(7)  # the timeout ran out; the next call will be the trial
+    table = cb.breakers_table(chainlit_breaker.registry, cb.current_settings())
+    assert table.endswith("| weather-api (Weather) | open | - | now |")
 
 
 @pytest.mark.parametrize(

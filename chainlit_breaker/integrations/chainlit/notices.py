@@ -303,7 +303,8 @@ def breakers_table(registry: BreakerRegistry, settings: Settings) -> str:
         if status.state is BreakerState.FORCED_OPEN:
             retry = "manual"
         elif status.state is BreakerState.OPEN:
-            retry = f"{math.ceil(status.retry_after)} s"
+            # Still OPEN once the timeout ran out: the next call will be the trial.
+            retry = f"{math.ceil(status.retry_after)} s" if status.retry_after > 0 else "now"
         else:
             retry = "-"
         label = settings.label(name)
