@@ -401,7 +401,12 @@ class PersistentCircuitBreaker:
     ) -> Event | None:
         if isinstance(exc, CANCELLATION):
             return None if permit is None else Release(permit)
-        return self._outcome(permit, self._config.is_failure(exc), start, exc)
+        try:
+            failure = self._config.is_failure(exc)
+        except Exception:  # a buggy predicate must not replace the caller's exception
+            log.exception("breaker %r: failure_predicate raised; counting a failure", self.name)
+            failure = True
+        return self._outcome(permit, failure, start, exc)
 
     def _result_outcome(self, permit: str | None, result: object, start: float) -> Event | None:
         if permit is None and self._plain:

@@ -673,3 +673,28 @@ async def test_jitter_spreads_around_the_cap(make: MakeBreaker, clock: FakeClock
         with pytest.raises(Boom):
             b.call_sync(fail)
         assert 18.0 <= b.retry_after <= 22.0
+
+
+@PATHS
+async def test_raising_failure_predicate_keeps_the_callers_exception(
+    make: MakeBreaker, clock: FakeClock, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    """A buggy failure_predicate must not replace the call's own exception, nor strand the
+    trial permit; the call counts as a failure (it did raise)."""
+
+    def predicate(exc: BaseException) -> bool:
+        raise RuntimeError("bad predicate")
+
+    b = make(failure_threshold=1, reset_timeout=1.0, failure_predicate=predicate)
+    original = Boom("the real error")
+    with caplog.at_level(logging.ERROR, logger="chainlit_breaker"):
+        with pytest.raises(Boom) as info:
+            b.call_sync(fail, original) if path == "sync" else await b.call(afail, original)
+        assert info.value is original
+        assert b.state is S.OPEN
+        clock.advance(1.0)
+        with pytest.raises(Boom):
+            b.call_sync(fail, original) if path == "sync" else await b.call(afail, original)
+    assert leases(b) == 0
+    assert b.state is S.OPEN
+    assert "failure_predicate raised" in caplog.text
