@@ -392,3 +392,22 @@ async def test_sync_generator_through_the_async_call_is_guarded(
     assert b.snapshot.consecutive_failures == 1
     assert list(await b.call(gen, 2)) == [0, 1]  # type: ignore[arg-type]
     assert b.snapshot.consecutive_failures == 0
+
+
+async def test_proxy_fallback_answers_rejected_generators(
+    setup: tuple[PersistentCircuitBreaker, BreakerRegistry],
+) -> None:
+    b, reg = setup
+    got: list[Any] = []
+
+    def fb(err: CircuitOpenError, *args: Any, **kwargs: Any) -> list[str]:
+        got.append((type(err).__name__, args, kwargs))
+        return ["cached"]
+
+    proxy = CircuitBreakerProxy("g", registry=reg, fallback=fb)
+    sync_stream = proxy(gen)
+    async_stream = proxy(agen)
+    b.force_open()
+    assert list(sync_stream(3, fail_at=None)) == ["cached"]
+    assert [x async for x in async_stream(2)] == ["cached"]
+    assert got == [("CircuitOpenError", (3,), {"fail_at": None}), ("CircuitOpenError", (2,), {})]
