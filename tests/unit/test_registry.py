@@ -244,3 +244,23 @@ def test_a_failed_configure_changes_nothing(clock: FakeClock) -> None:
     assert built.clock is clock
     assert reg.defaults == BreakerConfig()
     assert reg.config_for("a").failure_threshold == 2
+
+
+def test_concurrent_first_use_builds_one_breaker() -> None:
+    import threading
+
+    reg = BreakerRegistry()
+    start = threading.Barrier(16, timeout=10)
+    got: list[object] = []
+
+    def worker() -> None:
+        start.wait()
+        got.append(CircuitBreakerProxy("race", registry=reg).breaker)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(got) == 16
+    assert all(b is got[0] for b in got)
