@@ -366,3 +366,21 @@ def test_every_change_bumps_the_version() -> None:
         snap = nxt
         seen.append(snap.version)
     assert seen == sorted(set(seen))
+
+
+def test_fake_clock_only_moves_forward() -> None:
+    from chainlit_breaker.core import Clock, FakeClock, MonotonicClock
+
+    clock = FakeClock(5.0)
+    assert clock.now() == 5.0
+    assert clock.advance(2.5) == 7.5
+    clock.set(10.0)
+    assert clock.now() == 10.0
+    with pytest.raises(ValueError, match="seconds must be >= 0"):
+        clock.advance(-1)
+    with pytest.raises(ValueError, match="cannot go back"):
+        clock.set(9.0)
+    assert isinstance(clock, Clock)
+    assert isinstance(MonotonicClock(), Clock)
+    mono = MonotonicClock()
+    assert mono.now() <= mono.now()
