@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -50,7 +51,9 @@ def chainlit_env(app_root: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def chainlit_server(app: Path, app_root: Path, *options: str) -> Iterator[str]:
+def chainlit_server(
+    app: Path, app_root: Path, *options: str, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """``chainlit run app --headless`` on a free port; yields its URL once it answers."""
     port = free_port()
     chainlit = Path(sys.executable).parent / "chainlit"
@@ -59,7 +62,7 @@ def chainlit_server(app: Path, app_root: Path, *options: str) -> Iterator[str]:
         proc = subprocess.Popen(
             [str(chainlit), "run", str(app), "--headless", "--port", str(port), *options],
             cwd=app_root,
-            env=chainlit_env(app_root),
+            env={**chainlit_env(app_root), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -100,10 +103,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 class ChatClient:
     """One browser tab: a socket.io session that records every event it receives."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, cookie: str | None = None) -> None:
         import socketio
 
         self.url = url
+        self.cookie = cookie
         self.sio = socketio.AsyncClient(reconnection=False)
         self.events: list[tuple[str, Any]] = []
         self.changed = asyncio.Event()
@@ -142,7 +146,11 @@ class ChatClient:
             "chatProfile": "",
         }
         await self.sio.connect(
-            self.url, socketio_path="/ws/socket.io", transports=["websocket"], auth=auth
+            self.url,
+            socketio_path="/ws/socket.io",
+            transports=["websocket"],
+            auth=auth,
+            headers={"Cookie": self.cookie} if self.cookie else {},
         )
         start = len(self.events)
         await self.sio.emit("connection_successful")
@@ -409,3 +417,46 @@ async def test_hot_reload_under_watch_duplicates_nothing(tmp_path: Path) -> None
         finally:
             await alice.sio.disconnect()
             await bob.sio.disconnect()
+
+
+def login(url: str, username: str, password: str) -> str:
+    """Log in through Chainlit's password form; the auth cookie as a Cookie header."""
+    form = urllib.parse.urlencode({"username": username, "password": password}).encode()
+    with urllib.request.urlopen(f"{url}/login", data=form, timeout=10) as resp:
+        cookies = [c.split(";", 1)[0] for c in resp.headers.get_all("set-cookie") or []]
+    assert cookies, "login set no cookie"
+    return "; ".join(cookies)
+
+
+async def test_admin_actions_follow_chainlit_auth_metadata(tmp_path: Path) -> None:
+    (tmp_path / ".chainlit").mkdir()
+    (tmp_path / ".chainlit" / "breakers.toml").write_text(BREAKERS_TOML)
+    with chainlit_server(DEMO, tmp_path, env={"DEMO_AUTH": "1"}) as url:
+        admin = ChatClient(url, await asyncio.to_thread(login, url, "admin", "admin"))
+        user = ChatClient(url, await asyncio.to_thread(login, url, "user", "user"))
+        try:
+            await admin.connect()
+            await user.connect()
+            await user.say("weather in Rome")
+            refused = messages(await user.say("/breakers open weather-api"))
+            assert refused == [
+                "Sorry, only administrators can open circuit breakers. "
+                "Your account is not marked as an admin."
+            ]
+            user_seen = len(user.events)
+            done = messages(await admin.say("/breakers open weather-api"))
+            assert done == ["Breaker 'weather-api' forced open; it is now forced_open."]
+            i = await user.wait_for(lambda e, d: e == "new_message", user_seen)
+            assert "until an operator turns it back on" in user.events[i][1]["output"]
+            assert messages(await user.say("weather in Rome")) == [
+                "Sorry, the weather service is temporarily unavailable. "
+                "It stays off until an operator turns it back on."
+            ]
+            user_seen = len(user.events)
+            done = messages(await admin.say("/breakers close weather-api"))
+            assert done == ["Breaker 'weather-api' forced closed; it is now closed."]
+            i = await user.wait_for(lambda e, d: e == "new_message", user_seen)
+            assert user.events[i][1]["output"] == "the weather service is available again."
+        finally:
+            await admin.sio.disconnect()
+            await user.sio.disconnect()

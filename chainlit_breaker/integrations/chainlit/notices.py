@@ -233,9 +233,8 @@ def _dispatch(event: StateChanged, ctx: ChainlitContext | None) -> None:
 def _listener(event: BreakerEvent) -> None:
     """The one global listener. Runs in whatever thread caused the event."""
     ctx = _current_context()
-    if ctx is not None and isinstance(
-        event, (CallSucceeded, CallFailed, CallRejected, StateChanged)
-    ):
+    # Only calls make a session a user: an admin's /breakers command is not one.
+    if ctx is not None and isinstance(event, (CallSucceeded, CallFailed, CallRejected)):
         _note_use(ctx, event.name)
         if isinstance(event, CallFailed):
             scope = scope_var.get()
