@@ -63,6 +63,7 @@ class RedisSlot:
         "_pending",
         "_pending_since",
         "_policy",
+        "_replays",
     )
 
     def __init__(self, store: RedisStore, name: str, enc: str) -> None:
@@ -79,6 +80,7 @@ class RedisSlot:
         self._pending = 0
         self._pending_since = 0.0
         self._policy = Policy()
+        self._replays = 0  # events decided on the loop thread and not yet sent to Redis
 
     # -- the port ------------------------------------------------------------------------
 
@@ -210,6 +212,8 @@ class RedisSlot:
             new, decision = decide(snap, event, now, policy, rand)
             self.snapshot = replace(new, version=snap.version)
         pending = self._take_pending() if type(event) is Record else 0
+        with self._lock:
+            self._replays += 1
         self._store._schedule(loop, self, event, policy, rand, pending)
         return new, decision
 
@@ -230,6 +234,9 @@ class RedisSlot:
             self._absorb(parse(raw), now)
         except Exception as exc:
             store._failed(exc)
+        finally:
+            with self._lock:
+                self._replays -= 1
 
     # -- mirror updates ----------------------------------------------------------------------
 
@@ -253,7 +260,8 @@ class RedisSlot:
         order = reply.order
         with self._lock:
             old = self.snapshot
-            if not force and order < self._order:
+            # Local decisions still on their way to Redis are newer than any read.
+            if not force and (order < self._order or self._replays):
                 return
             self.snapshot = snap
             self._order = order
@@ -378,6 +386,7 @@ class RedisStore:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._subscribed = threading.Event()
         self._down = False
         self._detail = ""
         self._closed = False
@@ -667,6 +676,9 @@ class RedisStore:
             )
             self._threads.append(listen)
             listen.start()
+            # Changes published before we listen would only arrive with the next refresh:
+            # give the subscription a moment (once per store) before the first slot is used.
+            self._subscribed.wait(0.25)
         maintain.start()
 
     def _maintain(self) -> None:
@@ -735,6 +747,8 @@ class RedisStore:
             try:
                 pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                 pubsub.subscribe(self._channel)
+                pubsub.get_message(timeout=0.1)  # the confirmation: we are listening now
+                self._subscribed.set()
                 # Messages may have been missed while unsubscribed: catch up.
                 self._refresh_requested = True
                 self._wake.set()
