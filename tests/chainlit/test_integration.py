@@ -335,6 +335,31 @@ async def test_guard_attributes_chained_failures_and_hides_other_errors(session:
     assert "internal detail" not in repr(session.emit.call_args_list)
 
 
+async def test_guard_finds_the_service_in_a_task_group(session: Any) -> None:
+    use(Settings.model_validate({"services": {"search": {"label": "search"}}}))
+
+    @cb.tool("search")
+    async def search(q: str) -> str:
+        return q
+
+    @cb.tool("weather-api")
+    async def weather(city: str) -> str:
+        return city
+
+    @cb.guard
+    async def parallel(message: Message) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(search("x"))
+            tg.create_task(weather("y"))
+
+    chainlit_breaker.get_breaker("weather-api").force_open()
+    await parallel(user_message("both"))
+    assert summary(session)[-1][3] == (
+        "Sorry, weather-api is temporarily unavailable. "
+        "It stays off until an operator turns it back on."
+    )
+
+
 async def test_guard_keeps_the_handler_signature_for_chainlit() -> None:
     import inspect
 

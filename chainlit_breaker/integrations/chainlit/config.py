@@ -51,12 +51,14 @@ def ensure_setup() -> Settings:
     current = _settings
     if current is None:
         return setup()
-    notices.install(_registry)  # idempotent; the registry may have been cleared
+    notices.install(_registry)  # cheap when installed; the registry may have been cleared
     return current
 
 
 def current_settings() -> Settings:
-    return ensure_setup()
+    """The settings in force (``setup()`` with the defaults if it never ran)."""
+    current = _settings
+    return current if current is not None else setup()
 
 
 def current_registry() -> BreakerRegistry:

@@ -244,14 +244,22 @@ def _listener(event: BreakerEvent) -> None:
         _dispatch(event, ctx)
 
 
+# Registry generations we installed on: clear() (and only a store or clock change
+# besides) starts a new one, so checking it spares add_listener on every tool call.
+_installed: weakref.WeakKeyDictionary[BreakerRegistry, int] = weakref.WeakKeyDictionary()
+
+
 def install(registry: BreakerRegistry) -> None:
     """Route ``registry``'s events to the chat (idempotent: one listener object)."""
-    registry.add_listener(_listener)
+    if _installed.get(registry) != registry.generation:
+        registry.add_listener(_listener)
+        _installed[registry] = registry.generation
 
 
 def _forget() -> None:
     with _lock:
         _sessions.clear()
+    _installed.clear()
 
 
 async def flush(scope: _Scope, settings: Settings, replied: set[str]) -> None:

@@ -149,19 +149,25 @@ def tool(
 
 
 def _attribute(exc: BaseException, scope: notices._Scope) -> str | None:
-    """The breaker whose protected call raised ``exc`` (or an exception it chains)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
+    """The breaker whose protected call raised ``exc``, or an exception it chains or
+    groups (``asyncio.TaskGroup`` running several tools at once)."""
     with scope.lock:
         failures = list(scope.failures)
-    while current is not None and id(current) not in seen:
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
         seen.add(id(current))
         if isinstance(current, CircuitOpenError):
             return current.name
         for error, name in reversed(failures):
             if error is current:
                 return name
-        current = current.__cause__ or current.__context__
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
     return None
 
 
@@ -198,8 +204,8 @@ def guard(
             message = args[0] if args else kwargs.get("message")
             if commands and message is not None and await notices.handle_command(message):
                 return None
-            ctx = context_var.get()
-            scope = notices._Scope(ctx.session.id)
+            ctx = context_var.get(None)
+            scope = notices._Scope(ctx.session.id if ctx is not None else "")
             token = notices.scope_var.set(scope)
             replied: set[str] = set()
             try:
