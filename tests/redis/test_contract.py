@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chainlit_breaker.core import (
     Acquire,
@@ -254,6 +256,25 @@ SCENARIOS: dict[str, tuple[Policy, list[Any]]] = {
             cmd(Op.FORCE_CLOSED),
         ],
     ),
+    "boundaries_are_exact": (
+        replace(BASE, failure_threshold=1, half_open_max_calls=1, trial_lease_ttl=5.0),
+        [
+            fail(),
+            Advance(9.999),
+            acq("x"),
+            Advance(0.001),
+            acq("a"),
+            Advance(5),
+            acq("b"),
+            ok(permit="a"),
+            fail(permit="b"),
+            Advance(10),
+            acq("c"),
+            Step(Release("c")),
+            Step(Release("c")),
+            acq("d"),
+        ],
+    ),
     "config_in_code_wins_on_every_call": (
         BASE,
         [
@@ -445,3 +466,78 @@ async def test_async_and_sync_paths_share_one_store(
     snap, _ = await slot.apply_async(Record(True), 0.0, policy, 0.5)
     assert snap.consecutive_failures == 3
     await store.aclose()
+
+
+# -- random sequences: the same events, policies and clock steps into both ----------------
+
+_policies = st.builds(
+    Policy,
+    failure_threshold=st.one_of(st.none(), st.integers(1, 4)),
+    failure_rate_threshold=st.one_of(st.none(), st.sampled_from([0.25, 0.5, 1.0])),
+    slow_call_rate_threshold=st.one_of(st.none(), st.sampled_from([0.5, 0.75])),
+    window_kind=st.sampled_from(list(WindowKind)),
+    window_size=st.integers(1, 6),
+    minimum_calls=st.integers(1, 4),
+    reset_timeout=st.sampled_from([0.5, 1.0, 2.5]),
+    backoff_multiplier=st.sampled_from([1.0, 2.0, 1.5]),
+    max_reset_timeout=st.one_of(st.none(), st.just(4.0)),
+    jitter=st.sampled_from([0.0, 0.3]),
+    half_open_max_calls=st.integers(1, 3),
+    success_threshold=st.integers(1, 3),
+    trial_lease_ttl=st.sampled_from([0.5, 1.0, 3.0]),
+)
+_permits = st.sampled_from(["p1", "p2", "p3", "p4"])
+_steps = st.one_of(
+    # Binary fractions, so boundaries (now == open_until, == a lease's expiry) are hit exactly.
+    st.builds(Advance, st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.5, 0.3])),
+    st.builds(lambda p: Step(Acquire(p)), _permits),
+    st.builds(
+        lambda f, s, n, p, r: Step(Record(f, s, n, p), rand=r),
+        st.booleans(),
+        st.booleans(),
+        st.integers(1, 3),
+        st.one_of(st.none(), _permits),
+        st.sampled_from([0.0, 0.25, 0.9]),
+    ),
+    st.builds(lambda p: Step(Release(p)), _permits),
+    st.builds(lambda op: Step(Command(op)), st.sampled_from(list(Op))),
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    derandomize=True,
+)
+@given(policy=_policies, steps=st.lists(_steps, min_size=5, max_size=30))
+def test_random_sequences_match_the_core(
+    redis_server: RedisServer, policy: Policy, steps: list[Any]
+) -> None:
+    expected = list(reference(policy, steps))
+    clock = FakeClock()
+    store = RedisStore.from_url(
+        redis_server.url,
+        namespace=f"fuzz-{next(_fuzz)}",
+        clock=clock,
+        success_batch_size=1,
+        pubsub=False,
+        refresh_interval=600,
+    )
+    try:
+        slot = store.slot("fuzz")
+        i = 0
+        for step in steps:
+            if isinstance(step, Advance):
+                clock.advance(step.seconds)
+                continue
+            snap, decision = slot.apply(step.event, clock.now(), policy, step.rand)
+            want_snap, want_decision = expected[i]
+            assert decision == want_decision, f"step {i}: {step}"
+            assert comparable(snap) == comparable(want_snap), f"step {i}: {step}"
+            i += 1
+    finally:
+        store.close()
+
+
+_fuzz = iter(range(1_000_000))
