@@ -60,7 +60,7 @@ async def test_user_sees_the_open_circuit_in_the_browser(chromium: Path, tmp_pat
 
                 await say("/weather fail", "The weather backend will now")
                 await say("weather in Paris", "retried shortly")
-                await say("weather in Paris", "It will be retried in 2 s.")
+                await say("weather in Paris", "It will be retried in 3 s.")
                 await say("weather in Paris", "Sorry, the weather service is temporarily")
                 body = await page.locator("body").inner_text()
                 assert "weather.internal" not in body

@@ -183,6 +183,7 @@ async def test_tool_shows_exception_text_only_when_allowed(session: Any) -> None
     assert summary(session)[-1] == ("update_message", "tool", "boom", "svc failed: disk full", True)
 
 
+@pytest.mark.slow  # waits for a real (10 ms) timeout
 async def test_tool_timeout_counts_as_failure(session: Any) -> None:
     use()
     release = threading.Event()
