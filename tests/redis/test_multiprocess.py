@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from chainlit_breaker import BreakerConfig, BreakerState, PersistentCircuitBreaker
+from chainlit_breaker import BreakerConfig, BreakerState, CircuitOpenError, PersistentCircuitBreaker
 from chainlit_breaker.store.redis import RedisStore
 
 from . import workers
@@ -235,3 +235,45 @@ def test_a_trip_reaches_other_processes_fast(
     print(f"propagation over {len(latencies)} samples: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
           f"max {latencies[-1]:.2f} ms")  # fmt: skip
     assert p99 <= 10.0
+
+
+def test_a_dead_process_cannot_wedge_half_open(redis_server: RedisServer, namespace: str) -> None:
+    """resilience4j #935: a permit never released wedged the breaker. Ours is a lease."""
+    cfg = BreakerConfig(failure_threshold=1, reset_timeout=0.1, trial_lease_ttl=0.5)
+    store = RedisStore.from_url(redis_server.url, namespace=namespace)
+    breaker = PersistentCircuitBreaker("lease", cfg, store)
+    barrier = CTX.Barrier(2, timeout=30)
+    queue = CTX.Queue()
+    proc = CTX.Process(
+        target=workers.die_holding_a_trial,
+        args=(redis_server.url, namespace, "lease", barrier, queue),
+        daemon=True,
+    )
+    proc.start()
+    try:
+        with pytest.raises(workers.Boom):
+            breaker.call_sync(workers._boom)
+        barrier.wait()
+        taken = queue.get(timeout=30)["trial_at"]
+        proc.join(timeout=10)
+        assert proc.exitcode == 0
+        busy = 0
+        retry_afters: set[float] = set()
+        while True:
+            try:
+                breaker.call_sync(lambda: None)
+                break
+            except CircuitOpenError as err:
+                retry_afters.add(err.retry_after)
+                busy += 1
+                time.sleep(0.01)
+        waited = time.monotonic() - taken
+        print(f"the dead process's lease blocked {busy} calls for {waited:.2f} s")
+        assert 0.45 <= waited < 1.0
+        assert busy > 0
+        assert retry_afters == {0.0}  # busy: the dead process's lease was still live
+        assert breaker.state is BreakerState.CLOSED
+    finally:
+        store.close()
+        if proc.is_alive():
+            proc.kill()

@@ -283,3 +283,20 @@ def watch_propagation(url: str, ns: str, name: str, trials: int, barrier: Any, q
         barrier.wait()
     store.close()
     queue.put({"seen": seen, "rejected": rejected})
+
+
+def die_holding_a_trial(url: str, ns: str, name: str, barrier: Any, queue: Any) -> None:
+    """Take the only trial permit, report it, and die without releasing it."""
+    import os
+
+    cfg = {"failure_threshold": 1, "reset_timeout": 0.1, "trial_lease_ttl": 0.5}
+    _store, breaker = _breaker(url, ns, name, cfg)
+    barrier.wait()  # the parent has opened the breaker
+    time.sleep(0.15)
+
+    def trial() -> None:
+        queue.put({"trial_at": time.monotonic()})
+        time.sleep(0.05)
+        os._exit(0)  # killed mid-call: the lease is never reported or released
+
+    breaker.call_sync(trial)
