@@ -384,3 +384,23 @@ def test_fake_clock_only_moves_forward() -> None:
     assert isinstance(MonotonicClock(), Clock)
     mono = MonotonicClock()
     assert mono.now() <= mono.now()
+
+
+def test_busy_half_open_prunes_expired_leases_and_bumps_version() -> None:
+    p = Policy(failure_threshold=1, reset_timeout=1.0, trial_lease_ttl=5.0)
+    snap = opened(p)
+    snap, _ = decide(snap, Acquire("a"), 1.0, p)
+    # busy, nothing expired: nothing to change, the very same snapshot comes back
+    same, d = decide(snap, Acquire("b"), 2.0, p)
+    assert same is snap
+    assert d.verdict is Verdict.REJECT
+    # a record of a stranger keeps the snapshot too
+    assert decide(snap, Record(False, permit="x"), 2.0, p)[0] is snap
+    p2 = Policy(failure_threshold=1, reset_timeout=1.0, trial_lease_ttl=5.0, half_open_max_calls=2)
+    snap, _ = decide(snap, Acquire("b"), 3.0, p2)  # a second lease, expiring at 8.0
+    assert [lease[0] for lease in snap.leases] == ["a", "b"]
+    # at 7.0 "a" is dead, "b" alive; with max 1 the call is still busy, but "a" is dropped
+    pruned, d = decide(snap, Acquire("c"), 7.0, p)
+    assert d.verdict is Verdict.REJECT
+    assert [lease[0] for lease in pruned.leases] == ["b"]
+    assert pruned.version == snap.version + 1
