@@ -261,6 +261,23 @@ async def test_event_loop_keeps_ticking_while_redis_is_paused(
     await h.store.aclose()
 
 
+async def test_making_a_breaker_on_the_loop_does_not_wait_for_a_paused_redis(
+    own_redis: RedisServer,
+) -> None:
+    own_redis.pause()
+    start = time.monotonic()
+    store = RedisStore.from_url(own_redis.url, namespace="faults")
+    breaker = PersistentCircuitBreaker("new", BreakerConfig(failure_threshold=1), store)
+    took = time.monotonic() - start
+    assert took < 0.05, f"building the breaker blocked the loop for {took:.3f}s"
+    with pytest.raises(Boom):
+        await breaker.call(_aboom)
+    await asyncio.sleep(0.15)  # the first read times out in its task: an outage
+    assert not store.available
+    own_redis.resume()
+    await store.aclose()
+
+
 class LoadingServer:
     """Answers every command with LOADING, like a Redis still reading its dataset."""
 

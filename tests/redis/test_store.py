@@ -230,3 +230,23 @@ def test_tls_url(tmp_path: Any) -> None:
             assert client.exists("tls:{qt}") == 1
     finally:
         server.stop()
+
+
+async def test_a_breaker_made_on_the_loop_reads_the_shared_state_in_a_task(
+    stores: Callable[..., RedisStore],
+) -> None:
+    cfg = BreakerConfig(failure_threshold=1)
+
+    def trip_elsewhere() -> None:
+        with pytest.raises(Boom):
+            PersistentCircuitBreaker("late", cfg, stores()).call_sync(boom)
+
+    await asyncio.to_thread(trip_elsewhere)
+    store = stores()
+    late = PersistentCircuitBreaker("late", cfg, store)  # on the loop: no blocking read
+    for _ in range(100):
+        if late.state is BreakerState.OPEN:
+            break
+        await asyncio.sleep(0.005)
+    assert late.state is BreakerState.OPEN
+    await store.aclose()

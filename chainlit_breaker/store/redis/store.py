@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from secrets import token_hex
 from typing import Any, Literal, cast
@@ -100,10 +100,7 @@ class RedisSlot:
         quick = self._quick(event, now, policy, rand)
         if quick is not None:
             return quick
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
+        loop = _running_loop()
         if loop is not None:
             return self._on_loop(loop, event, now, policy, rand)
         pending = self._take_pending() if type(event) is Record else 0
@@ -448,6 +445,7 @@ class RedisStore:
         slot = self._slots.get(name)
         if slot is not None:
             return slot
+        loop = _running_loop()
         with self._lock:
             slot = self._slots.get(name)
             if slot is None:
@@ -456,11 +454,16 @@ class RedisStore:
                 self._slots[name] = slot
                 self._by_enc[enc] = slot
                 if not self._threads and not self._closed:
-                    self._start()
-        # A new mirror must not admit calls the shared state would reject: read it once
-        # now (bounded by the client timeout), so a fresh process starts where the others are.
+                    self._start(wait=loop is None)
         if self._down:
             slot._outage_started(self.clock.now(), self._detail)
+            return slot
+        # A new mirror must not admit calls the shared state would reject: read it once
+        # now (bounded by the client timeout), so a fresh process starts where the others
+        # are. On the event loop's thread the read runs as a task instead: until it lands
+        # (one round trip) the new mirror is CLOSED.
+        if loop is not None:
+            self._spawn(loop, self._first_read(slot))
             return slot
         try:
             reply = self._read(slot)
@@ -469,6 +472,23 @@ class RedisStore:
         else:
             slot._absorb_remote(reply, ours=True, force=False, reason=None)
         return slot
+
+    async def _first_read(self, slot: RedisSlot) -> None:
+        try:
+            client = self._async_client()
+            script = SCRIPTS["read"]
+            now = self.clock.now()
+            if client is None:
+                raw = await asyncio.to_thread(
+                    self._eval, script, slot.key, slot._enc, now, Policy(), 0.5, ()
+                )
+            else:
+                raw = await self._eval_async(
+                    client, script, slot.key, slot._enc, now, Policy(), 0.5, ()
+                )
+            slot._absorb_remote(parse(raw), ours=True, force=False, reason=None)
+        except Exception as exc:
+            self._failed(exc)
 
     def names(self) -> list[str]:
         return sorted(self._slots)
@@ -597,8 +617,11 @@ class RedisStore:
             async with lock:  # FIFO: Redis sees this loop's events in the order they happened
                 await slot._replay(event, policy, rand, pending)
 
-        task = loop.create_task(replay())
-        self._tasks.add(task)
+        self._spawn(loop, replay())
+
+    def _spawn(self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
+        task = loop.create_task(work)
+        self._tasks.add(task)  # a reference, so the task is not collected mid-flight
         task.add_done_callback(self._tasks.discard)
 
     # -- outages --------------------------------------------------------------------------------
@@ -665,7 +688,7 @@ class RedisStore:
 
     # -- background work ---------------------------------------------------------------------
 
-    def _start(self) -> None:
+    def _start(self, wait: bool) -> None:
         maintain = threading.Thread(
             target=self._maintain, name=f"chainlit-breaker-redis-{self._token}", daemon=True
         )
@@ -676,9 +699,10 @@ class RedisStore:
             )
             self._threads.append(listen)
             listen.start()
-            # Changes published before we listen would only arrive with the next refresh:
-            # give the subscription a moment (once per store) before the first slot is used.
-            self._subscribed.wait(0.25)
+            # Changes published before we listen arrive only with the refresh that follows
+            # the subscription: off the loop, give it a moment (once per store).
+            if wait:
+                self._subscribed.wait(0.25)
         maintain.start()
 
     def _maintain(self) -> None:
@@ -778,6 +802,13 @@ class RedisStore:
             log.warning("chainlit_breaker: ignoring a malformed change message", exc_info=True)
             return
         slot._absorb_remote(reply, ours=fields[1] == self._token, force=False, reason=None)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _describe(client: redis.Redis) -> str:
