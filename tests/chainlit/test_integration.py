@@ -183,6 +183,18 @@ async def test_tool_shows_exception_text_only_when_allowed(session: Any) -> None
     assert summary(session)[-1] == ("update_message", "tool", "boom", "svc failed: disk full", True)
 
 
+async def test_hidden_tool_input_is_not_sent(session: Any) -> None:
+    use()
+
+    @cb.tool("payments", show_input=False)
+    async def charge(card_number: str) -> str:
+        return "charged"
+
+    await charge("4111 1111 1111 1111")
+    assert "4111" not in repr(session.emit.call_args_list)
+    assert events(session)[0][1]["showInput"] is False
+
+
 @pytest.mark.slow  # waits for a real (10 ms) timeout
 async def test_tool_timeout_counts_as_failure(session: Any) -> None:
     use()

@@ -110,10 +110,11 @@ def tool(
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             settings = ensure_setup()
             step = Step(name=step_name, type="tool", show_input=show_input)
-            try:
-                step.input = flatten_args_kwargs(fn, args, kwargs)
-            except Exception:  # unpicklable or unbindable arguments: show none
-                log.debug("tool %r: arguments not shown", step_name, exc_info=True)
+            if show_input:  # hidden input must not even travel to the browser
+                try:
+                    step.input = flatten_args_kwargs(fn, args, kwargs)
+                except Exception:  # uncopyable or unbindable arguments: show none
+                    log.debug("tool %r: arguments not shown", step_name, exc_info=True)
             # Entered and left by hand: ``async with`` would overwrite our output with
             # str(exception) and show the raw error.
             await step.__aenter__()
