@@ -168,6 +168,24 @@ def test_outage_falls_back_trips_locally_and_resyncs(
     assert h.shared(own_redis).consecutive_failures == (2 if fault == "pause" else 1)
 
 
+def test_an_override_during_an_outage_reaches_redis_when_it_returns(
+    own_redis: RedisServer, harness: Callable[..., Harness]
+) -> None:
+    h = harness()
+    other = harness()  # another process
+    own_redis.kill()
+    assert h.breaker.force_open() is BreakerState.FORCED_OPEN  # applied locally at once
+    assert h.call(lambda: "ok") == "rejected"
+    own_redis.start()
+    h.wait_available()
+    assert h.breaker.state is BreakerState.FORCED_OPEN  # replayed before the resync
+    assert h.shared(own_redis).state is BreakerState.FORCED_OPEN
+    wait = time.monotonic() + 3
+    while other.breaker.state is not BreakerState.FORCED_OPEN:
+        assert time.monotonic() < wait
+        time.sleep(0.01)
+
+
 def test_restart_empty_is_noticed_and_resynced(
     own_redis: RedisServer, harness: Callable[..., Harness]
 ) -> None:

@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from ...core.clock import Clock, MonotonicClock
-from ...core.machine import Acquire, Decision, Event, Record, Verdict, decide
+from ...core.machine import Acquire, Command, Decision, Event, Record, Verdict, decide
 from ...core.policy import Policy
 from ...core.state import BreakerState, Snapshot
 from ..base import ChangeCallback, StatusCallback
@@ -64,6 +64,7 @@ class RedisSlot:
         "_pending_since",
         "_policy",
         "_replays",
+        "_command",
     )
 
     def __init__(self, store: RedisStore, name: str, enc: str) -> None:
@@ -81,6 +82,7 @@ class RedisSlot:
         self._pending_since = 0.0
         self._policy = Policy()
         self._replays = 0  # events decided on the loop thread and not yet sent to Redis
+        self._command: tuple[Command, Policy] | None = None  # issued during an outage
 
     # -- the port ------------------------------------------------------------------------
 
@@ -180,7 +182,10 @@ class RedisSlot:
         self, event: Event, now: float, policy: Policy, rand: float
     ) -> tuple[Snapshot, Decision]:
         mode = self._store.on_store_error
-        if mode == "local":
+        if type(event) is Command:
+            # An operator's override outlives the outage: it is sent once Redis answers.
+            self._command = (event, policy)
+        if mode == "local" or type(event) is Command:
             with self._lock:
                 new, decision = decide(self.snapshot, event, now, policy, rand)
                 self.snapshot = new
@@ -670,6 +675,12 @@ class RedisStore:
         resync every mirror: the shared state wins over what was decided locally."""
         try:
             self._client.set(f"{self.namespace}:probe", b"1", px=10_000)
+            for slot in list(self._slots.values()):
+                if slot._command is not None:
+                    command, policy = slot._command
+                    script, op = event_args(command, 0)
+                    self._eval(script, slot.key, slot._enc, self.clock.now(), policy, 0.5, op)
+                    slot._command = None
             replies = [(slot, self._read(slot)) for slot in list(self._slots.values())]
         except Exception:
             return False
