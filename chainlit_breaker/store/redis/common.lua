@@ -25,6 +25,10 @@
 local KEY = KEYS[1]
 local SCHEMA = '1'
 
+-- Redis < 5 replicates scripts verbatim and refuses writes after TIME; effects
+-- replication (the default since 5, the only mode since 7) makes TIME safe.
+if redis.replicate_commands then redis.replicate_commands() end
+
 local function num(s)
   if s == nil or s == '' then return nil end
   return tonumber(s)
