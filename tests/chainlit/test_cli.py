@@ -68,3 +68,42 @@ def test_console_script_uses_chainlit_app_root(tmp_path: Path) -> None:
     out = subprocess.run([exe, "init"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / ".chainlit" / "breakers.toml").read_text() == EXAMPLE
+
+
+@pytest.mark.slow  # starts a redis-server
+def test_status_open_close_reset_through_redis(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chainlit_breaker import BreakerRegistry, BreakerState
+    from chainlit_breaker.settings import apply_settings
+    from tests.redis.conftest import RedisServer
+
+    server = RedisServer()
+    try:
+        path = tmp_path / ".chainlit" / "breakers.toml"
+        path.parent.mkdir()
+        path.write_text(
+            f'[store]\nurl = "{server.url}"\nnamespace = "cli"\n'
+            "[breakers.weather-api]\nfailure_threshold = 1\n"
+        )
+        app = BreakerRegistry()  # what a running app sees
+        apply_settings(load_settings(path, env={}), app)
+        root = ["--app-root", str(tmp_path)]
+
+        def cli(*args: str) -> str:
+            assert main([*args, *root]) == 0
+            return capsys.readouterr().out
+
+        assert cli("status").split()[:2] == ["weather-api", "closed"]
+        assert cli("open", "weather-api") == "weather-api: forced_open\n"
+        # The app process sees the operator's command through the shared store.
+        assert app.get("weather-api").state is BreakerState.FORCED_OPEN
+        status = cli("status", "weather-api")
+        assert status.split()[:2] == ["weather-api", "forced_open"]
+        assert "retry in manual" in status
+        assert cli("close", "weather-api") == "weather-api: closed\n"
+        assert app.get("weather-api").state is BreakerState.CLOSED
+        assert cli("reset", "weather-api") == "weather-api: closed\n"
+        app.clear()
+    finally:
+        server.stop()

@@ -482,7 +482,9 @@ async def test_remote_change_from_a_store_thread_and_toasts(session: Any) -> Non
 
     t = threading.Thread(target=store_thread)
     t.start()
-    t.join()
+    # The loop is blocked right here; a listener that waited for it would never return.
+    t.join(10)
+    assert not t.is_alive()
     await drain()
     assert summary(session) == [
         ("toast", "warning", "payments is temporarily unavailable. It will be retried in 13 s."),
