@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from chainlit_breaker import (
+    BreakerConfig,
     BreakerRegistry,
     BreakerState,
     CallFailed,
@@ -23,9 +24,11 @@ from chainlit_breaker import (
     Op,
     PersistentCircuitBreaker,
     SlowCall,
+    Snapshot,
     StateChanged,
 )
 from chainlit_breaker.events import BreakerEvent
+from chainlit_breaker.store.memory import MemorySlot
 
 from ._helpers import Boom, afail, aok, fail, leases, ok
 from .conftest import MakeBreaker
@@ -698,3 +701,89 @@ async def test_raising_failure_predicate_keeps_the_callers_exception(
     assert leases(b) == 0
     assert b.state is S.OPEN
     assert "failure_predicate raised" in caplog.text
+
+
+# -- the hot path: what reaches the store ---------------------------------------------------
+
+
+class CountingSlot(MemorySlot):
+    __slots__ = ("applied",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.applied: list[str] = []
+
+    def apply(self, event: Any, now: float, policy: Any, rand: float) -> Any:
+        self.applied.append(type(event).__name__)
+        return super().apply(event, now, policy, rand)
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.one = CountingSlot()
+
+    def slot(self, name: str) -> CountingSlot:
+        return self.one
+
+
+@PATHS
+async def test_hot_paths_do_not_touch_the_store(clock: FakeClock, path: str) -> None:
+    store = CountingStore()
+    b = PersistentCircuitBreaker(
+        "hot", BreakerConfig(failure_threshold=2, reset_timeout=5.0), store, clock=clock
+    )
+    applied = store.one.applied
+    for _ in range(3):
+        await run(b, path)
+    assert applied == []  # closed successes that change nothing
+    await trip(b, path, 1)
+    assert applied == ["Record"]
+    await run(b, path)
+    assert applied == ["Record", "Record"]  # resets the consecutive count
+    await run(b, path)
+    assert len(applied) == 2
+    await trip(b, path, 2)
+    assert b.state is S.OPEN
+    del applied[:]
+    for _ in range(3):
+        with pytest.raises(CircuitOpenError):
+            await run(b, path)
+    assert applied == []  # open rejections are decided locally
+    b.force_open()
+    del applied[:]
+    with pytest.raises(CircuitOpenError):
+        await run(b, path)
+    assert applied == []
+    b.reset()
+    await trip(b, path, 2)
+    clock.advance(5.0)
+    del applied[:]
+    await run(b, path)  # a trial: the store decides admission and takes the outcome
+    assert applied == ["Acquire", "Record"]
+    assert b.state is S.CLOSED
+
+
+async def test_window_policy_sends_every_outcome(clock: FakeClock) -> None:
+    store = CountingStore()
+    cfg = BreakerConfig(failure_threshold=None, failure_rate_threshold=0.5, minimum_calls=5)
+    b = PersistentCircuitBreaker("w", cfg, store, clock=clock)
+    b.call_sync(ok)
+    await b.call(aok)
+    assert store.one.applied == ["Record", "Record"]
+    assert b.status().calls == 2
+
+
+async def test_changes_from_elsewhere_reach_listeners_as_remote(
+    make: MakeBreaker, events: list[BreakerEvent], clock: FakeClock
+) -> None:
+    """A shared store reports changes this process did not make through on_change."""
+    b = make(listen=True, reset_timeout=5.0)
+    slot = b.store.slot("b")
+    callback = slot._callback  # type: ignore[attr-defined]
+    assert callback is not None
+    old = slot.snapshot
+    new = Snapshot(state=S.OPEN, opened_at=clock.now(), open_until=clock.now() + 4.0)
+    callback(old, new, "opened by another process")
+    callback(new, new, "resync, nothing changed")
+    assert events == [StateChanged("b", S.CLOSED, S.OPEN, "opened by another process", True, 4.0)]

@@ -411,3 +411,27 @@ async def test_proxy_fallback_answers_rejected_generators(
     assert list(sync_stream(3, fail_at=None)) == ["cached"]
     assert [x async for x in async_stream(2)] == ["cached"]
     assert got == [("CircuitOpenError", (3,), {"fail_at": None}), ("CircuitOpenError", (2,), {})]
+
+
+async def test_sync_generator_through_call_closed_unstarted_in_half_open(
+    setup: tuple[PersistentCircuitBreaker, BreakerRegistry], clock: FakeClock
+) -> None:
+    b, _ = setup
+    await to_half_open(b, clock)
+    it = await b.call(gen, 3)  # type: ignore[arg-type]
+    assert leases(b) == 0  # admitted at the first item, not before
+    it.close()
+    assert leases(b) == 0
+    assert list(await b.call(gen, 2)) == [0, 1]  # type: ignore[arg-type]
+    assert b.snapshot.trial_successes == 1
+
+
+async def test_async_stream_creation_failure_counts(make: MakeBreaker) -> None:
+    b = make(failure_threshold=1)
+
+    def not_iterable() -> Any:
+        raise Boom("before the first item")
+
+    with pytest.raises(Boom):
+        [x async for x in b.stream(not_iterable)]
+    assert b.state is S.OPEN
