@@ -172,6 +172,11 @@ class BreakerRegistry:
         return self._defaults
 
     @property
+    def configured_store(self) -> Store | None:
+        """The store set by ``configure`` or built on first use; None before either."""
+        return self._store
+
+    @property
     def store(self) -> Store:
         """The store breakers are built on (created on first use)."""
         with self._lock:

@@ -355,7 +355,7 @@ def apply_settings(settings: Settings, registry: BreakerRegistry | None = None) 
             return
         key = (url, settings.store.namespace)
         previous = _applied.get(reg)
-        current = getattr(reg, "_store", None)
+        current = reg.configured_store
         if previous is not None and previous[0] == key and previous[1] is current:
             store = previous[1]
         else:

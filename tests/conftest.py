@@ -13,9 +13,9 @@ os.environ.setdefault("CHAINLIT_APP_ROOT", tempfile.mkdtemp(prefix="cb-app-root-
 # A developer's own setting must not turn the memory-store tests into Redis tests.
 os.environ.pop("CHAINLIT_BREAKER_REDIS_URL", None)
 
-import pytest  # noqa: E402
+import pytest
 
-import chainlit_breaker  # noqa: E402
+import chainlit_breaker
 
 
 @pytest.fixture(autouse=True)
