@@ -25,6 +25,7 @@ from .events import (
 )
 from .proxy import CallableKind, CircuitBreakerProxy, breaker, callable_kind
 from .registry import BreakerRegistry, configure, get_breaker, registry, reset_all
+from .settings import Settings, apply_settings, load_settings
 from .store.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -51,15 +52,18 @@ __all__ = [
     "Op",
     "PersistentCircuitBreaker",
     "RedisStore",
+    "Settings",
     "SlowCall",
     "Snapshot",
     "StateChanged",
     "StoreError",
     "StoreStatusChanged",
+    "apply_settings",
     "breaker",
     "callable_kind",
     "configure",
     "get_breaker",
+    "load_settings",
     "registry",
     "reset_all",
 ]
