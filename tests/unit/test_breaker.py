@@ -727,11 +727,22 @@ class CountingStore(MemoryStore):
         return self.one
 
 
+@pytest.mark.parametrize("extra", ["plain", "listener", "predicate", "slow policy"])
 @PATHS
-async def test_hot_paths_do_not_touch_the_store(clock: FakeClock, path: str) -> None:
+async def test_hot_paths_do_not_touch_the_store(clock: FakeClock, path: str, extra: str) -> None:
     store = CountingStore()
+    options: dict[str, Any] = {
+        "plain": {},
+        "listener": {},
+        "predicate": {"result_predicate": lambda r: r == 503},
+        "slow policy": {"slow_call_duration": 10.0},
+    }[extra]
     b = PersistentCircuitBreaker(
-        "hot", BreakerConfig(failure_threshold=2, reset_timeout=5.0), store, clock=clock
+        "hot",
+        BreakerConfig(failure_threshold=2, reset_timeout=5.0, **options),
+        store,
+        clock=clock,
+        listeners=[lambda e: None] if extra == "listener" else [],
     )
     applied = store.one.applied
     for _ in range(3):
@@ -755,6 +766,10 @@ async def test_hot_paths_do_not_touch_the_store(clock: FakeClock, path: str) -> 
     with pytest.raises(CircuitOpenError):
         await run(b, path)
     assert applied == []
+    b.disable()
+    del applied[:]
+    await run(b, path)
+    assert "Acquire" not in applied  # disabled admits locally
     b.reset()
     await trip(b, path, 2)
     clock.advance(5.0)
