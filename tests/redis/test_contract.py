@@ -317,8 +317,14 @@ def store_factory(request: pytest.FixtureRequest, namespace: str) -> Iterator[An
             store: Store = MemoryStore()
         else:
             server: RedisServer = request.getfixturevalue("redis_server")
+            # A roomy timeout: a slow answer on a busy machine must not become an outage
+            # (and a local decision) in a test about the scripts' semantics.
             store = RedisStore.from_url(
-                server.url, namespace=namespace, clock=clock, success_batch_size=1
+                server.url,
+                namespace=namespace,
+                clock=clock,
+                success_batch_size=1,
+                socket_timeout=2.0,
             )
         stores.append(store)
         return store
@@ -346,29 +352,31 @@ async def test_store_matches_the_core(
     observer = None
     if isinstance(store, RedisStore):
         observer = RedisStore(store._client, namespace=namespace, clock=clock, pubsub=False)
-    i = 0
-    for step in steps:
-        if isinstance(step, Advance):
-            clock.advance(step.seconds)
-            continue
-        args = (step.event, clock.now(), step.policy or policy, step.rand)
-        if mode == "async":
-            result = await slot.apply_async(*args)
-        else:  # a worker thread: sync code with no event loop, the sync client's path
-            result = await asyncio.to_thread(slot.apply, *args)
-        want_snap, want_decision = expected[i]
-        where = f"step {i} ({step.event})"
-        assert result[1] == want_decision, where
-        assert comparable(result[0]) == comparable(want_snap), where
-        assert comparable(slot.snapshot) == comparable(want_snap), where
+    try:
+        i = 0
+        for step in steps:
+            if isinstance(step, Advance):
+                clock.advance(step.seconds)
+                continue
+            args = (step.event, clock.now(), step.policy or policy, step.rand)
+            if mode == "async":
+                result = await slot.apply_async(*args)
+            else:  # a worker thread: sync code with no event loop, the sync client's path
+                result = await asyncio.to_thread(slot.apply, *args)
+            want_snap, want_decision = expected[i]
+            where = f"step {i} ({step.event})"
+            assert result[1] == want_decision, where
+            assert comparable(result[0]) == comparable(want_snap), where
+            assert comparable(slot.snapshot) == comparable(want_snap), where
+            if observer is not None:
+                assert comparable(read_back(observer, slot, clock)) == comparable(want_snap), where
+            i += 1
+        assert i == len(expected)
+    finally:
         if observer is not None:
-            assert comparable(read_back(observer, slot, clock)) == comparable(want_snap), where
-        i += 1
-    assert i == len(expected)
-    if isinstance(store, RedisStore):
-        assert observer is not None
-        observer.close()
-        await store.aclose()
+            observer.close()
+        if isinstance(store, RedisStore):
+            await store.aclose()
 
 
 def test_scenarios_cover_every_transition() -> None:
@@ -519,6 +527,7 @@ def test_random_sequences_match_the_core(
     store = RedisStore.from_url(
         redis_server.url,
         namespace=f"fuzz-{next(_fuzz)}",
+        socket_timeout=2.0,
         clock=clock,
         success_batch_size=1,
         pubsub=False,

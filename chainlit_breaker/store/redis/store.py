@@ -246,7 +246,7 @@ class RedisSlot:
         """A reply to this process's own script call."""
         if reply.warning:
             self._store._garbage(self, reply.warning)
-        snap = reply.local(now)
+        snap = self._store._local(reply, now)
         order = reply.order
         with self._lock:
             if order >= self._order:
@@ -258,7 +258,7 @@ class RedisSlot:
         """A published change, a refresh or a resync."""
         if reply.warning:
             self._store._garbage(self, reply.warning)
-        snap = reply.local(self._store.clock.now())
+        snap = self._store._local(reply, None)
         order = reply.order
         with self._lock:
             old = self.snapshot
@@ -591,6 +591,13 @@ class RedisStore:
             return cast(list[Any], await client.evalsha(script.sha, 1, key, *args))
         except NoScriptError:
             return cast(list[Any], await client.eval(script.source, 1, key, *args))
+
+    def _local(self, reply: Reply, now: float | None) -> Snapshot:
+        """The reply's snapshot on the callers' clock. With a ``clock`` option the scripts
+        already ran on it; else times move by (local now - Redis TIME at the script)."""
+        if self._caller_time:
+            return reply.snapshot
+        return reply.local(self.clock.now() if now is None else now)
 
     def _async_client(self) -> redis.asyncio.Redis | None:
         if self._aclient is not None:
