@@ -272,7 +272,8 @@ async def test_event_loop_keeps_ticking_while_redis_is_paused(
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
     print(f"{path}: worst tick gap while paused {max(gaps) * 1000:.1f} ms, "
           f"worst call {h.worst * 1000:.1f} ms")  # fmt: skip
-    assert max(gaps) < 0.06
+    # Blocking on Redis would cost a whole client timeout (100 ms) per call.
+    assert max(gaps) < 0.09
     assert outcomes[:3] == ["failed"] * 3
     assert set(outcomes[3:]) == {"rejected"}
     await asyncio.to_thread(h.wait_available)
