@@ -3,6 +3,8 @@ re-resolution after reconfiguring, hot-reload registration and reset_all."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import chainlit_breaker
@@ -264,3 +266,56 @@ def test_concurrent_first_use_builds_one_breaker() -> None:
         t.join(10)
     assert len(got) == 16
     assert all(b is got[0] for b in got)
+
+
+async def _agen() -> Any:
+    yield "ok"
+
+
+def _sgen() -> Any:
+    yield "ok"
+
+
+async def _afn() -> str:
+    return "ok"
+
+
+class _AsyncObj:
+    async def __call__(self) -> str:
+        return "ok"
+
+
+@pytest.mark.parametrize(
+    ("fn", "mode"),
+    [
+        (lambda: "ok", "sync"),
+        (_afn, "async"),
+        (_AsyncObj(), "async"),
+        (_agen, "async_gen"),
+        (_sgen, "sync_gen"),
+    ],
+    ids=["sync", "async", "async object", "async generator", "sync generator"],
+)
+async def test_every_wrapper_kind_follows_a_new_store(clock: FakeClock, fn: Any, mode: str) -> None:
+    reg = BreakerRegistry()
+    reg.configure(store=MemoryStore(), clock=clock)
+    proxy = CircuitBreakerProxy("kinds", registry=reg)
+    wrapped = proxy(fn)
+
+    async def call() -> Any:
+        if mode == "sync":
+            return wrapped()
+        if mode == "async":
+            return await wrapped()
+        if mode == "sync_gen":
+            (item,) = wrapped()
+            return item
+        items = [x async for x in wrapped()]
+        return items[0]
+
+    assert await call() == "ok"  # resolves and caches the breaker
+    proxy.breaker.force_open()
+    with pytest.raises(CircuitOpenError):
+        await call()
+    reg.configure(store=MemoryStore())
+    assert await call() == "ok"  # the cached breaker was dropped for the new store's
