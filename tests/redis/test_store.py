@@ -250,3 +250,19 @@ async def test_a_breaker_made_on_the_loop_reads_the_shared_state_in_a_task(
         await asyncio.sleep(0.005)
     assert late.state is BreakerState.OPEN
     await store.aclose()
+
+
+def test_a_dropped_subscription_is_restored_and_caught_up(
+    stores: Callable[..., RedisStore], redis_server: RedisServer
+) -> None:
+    cfg = BreakerConfig(failure_threshold=1)
+    a = PersistentCircuitBreaker("resub", cfg, stores(refresh_interval=600))
+    b = PersistentCircuitBreaker("resub", cfg, stores(refresh_interval=600))
+    with redis_server.client() as client:
+        killed = client.client_kill_filter(_type="pubsub")
+    assert killed >= 2
+    with pytest.raises(Boom):
+        a.call_sync(boom)  # published while B may not be listening
+    # No periodic refresh for 600 s: only the resubscription's catch-up can bring it.
+    took = wait_for(lambda: b.state is BreakerState.OPEN, seconds=3.0)
+    print(f"after the subscription was killed, the trip arrived in {took * 1000:.1f} ms")
