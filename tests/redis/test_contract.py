@@ -120,6 +120,17 @@ SCENARIOS: dict[str, tuple[Policy, list[Any]]] = {
             ok(permit="t5"),
         ],
     ),
+    # 70 consecutive re-opens: the exponent is clamped at 64 in both the core and the Lua,
+    # so the open time stops growing instead of overflowing.
+    "backoff_exponent_is_clamped": (
+        replace(BASE, backoff_multiplier=2.0, failure_threshold=1, reset_timeout=1.0),
+        [fail()]
+        + [
+            step
+            for i in range(70)
+            for step in (Advance(2.0**65), acq(f"t{i}"), fail(permit=f"t{i}"))
+        ],
+    ),
     "jitter_uses_the_callers_rand": (
         replace(BASE, failure_threshold=2, jitter=0.5, backoff_multiplier=1.5),
         [

@@ -196,6 +196,8 @@ local DONE = {'done', 0}
 local function open_timeout(n)
   local e = n - 1
   if e < 0 then e = 0 end
+  -- clamped like Policy.open_timeout (MAX_BACKOFF_EXPONENT) so it never overflows
+  if e > 64 then e = 64 end
   local t = P.rt * P.bm ^ e
   if P.mrt ~= nil and P.mrt < t then t = P.mrt end
   if P.jit ~= 0 then t = t * (1.0 + P.jit * (2.0 * RAND - 1.0)) end
