@@ -319,3 +319,28 @@ async def test_every_wrapper_kind_follows_a_new_store(clock: FakeClock, fn: Any,
         await call()
     reg.configure(store=MemoryStore())
     assert await call() == "ok"  # the cached breaker was dropped for the new store's
+
+
+def test_register_fallback_reaches_a_built_breaker() -> None:
+    reg = BreakerRegistry()
+    built = reg.get("fb")
+    assert built.fallback is None
+
+    def fb(err: CircuitOpenError) -> str:
+        return "fallback"
+
+    reg.register("fb", {}, fallback=fb)
+    assert built.fallback is fb
+    reg.register("fb", {"failure_threshold": 3})  # a registration without one keeps it
+    assert built.fallback is fb
+    assert built.config.failure_threshold == 3
+
+
+def test_removed_global_listener_skips_future_breakers() -> None:
+    reg = BreakerRegistry()
+    seen: list[BreakerEvent] = []
+    reg.add_listener(seen.append)
+    reg.remove_listener(seen.append)
+    reg.get("later").force_open()
+    assert seen == []
+    assert reg.get("later").listeners == ()
