@@ -123,7 +123,14 @@ SCENARIOS: dict[str, tuple[Policy, list[Any]]] = {
     # 70 consecutive re-opens: the exponent is clamped at 64 in both the core and the Lua,
     # so the open time stops growing instead of overflowing.
     "backoff_exponent_is_clamped": (
-        replace(BASE, backoff_multiplier=2.0, failure_threshold=1, reset_timeout=1.0),
+        # (a huge lease ttl: at these clock values a 5 s lease would round away)
+        replace(
+            BASE,
+            backoff_multiplier=2.0,
+            failure_threshold=1,
+            reset_timeout=1.0,
+            trial_lease_ttl=2.0**80,
+        ),
         [fail()]
         + [
             step

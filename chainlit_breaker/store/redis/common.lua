@@ -174,7 +174,13 @@ local function save(S, epoch)
   -- Overrides never expire: an operator's force_open must not lapse on its own.
   if idle > 0 and S.st ~= 'forced_open' and S.st ~= 'disabled' then
     if S.ou ~= nil and S.ou - NOW > keep then keep = S.ou - NOW end
-    redis.call('PEXPIRE', KEY, math.floor(idle + keep * 1000))
+    local ms = idle + keep * 1000
+    -- A backoff of centuries would overflow PEXPIRE's integer: keep such a key instead.
+    if ms > 3e12 then
+      redis.call('PERSIST', KEY)
+    else
+      redis.call('PEXPIRE', KEY, math.floor(ms))
+    end
   end
 end
 
