@@ -682,3 +682,70 @@ async def test_hot_reload_does_not_duplicate(session: Any, tmp_path: Path) -> No
         ]
     finally:
         config.code.on_message = saved
+
+
+# -- review fixes ----------------------------------------------------------------------------
+
+
+async def test_every_template_may_use_every_placeholder(session: Any) -> None:
+    # Each template is validated against the full placeholder set; the retry sentences
+    # and [ui] error were once formatted with fewer keys (KeyError in the guard) or not
+    # at all (literal "{service}" and doubled braces in the chat).
+    settings = Settings.model_validate(
+        {
+            "ui": {
+                "retry_in": "{service} is retried in {seconds} s.",
+                "retry_manual": "Ask the {name} team {{now}}.",
+                "error": "Oops {{sorry}}.",
+            },
+            "services": {"weather-api": {"label": "Weather"}},
+        }
+    )
+    use(settings)
+    weather = make_async_tool()
+    handler = make_handler(weather)
+    await handler(user_message("fail"))
+    await handler(user_message("fail"))  # opens: retry_in
+    chainlit_breaker.get_breaker("weather-api").force_open()
+    await handler(user_message("paris"))  # forced open: retry_manual
+
+    @cb.guard
+    async def buggy(message: Message) -> None:
+        raise KeyError("internal detail")
+
+    await buggy(user_message("x"))
+    replies = [s[3] for s in summary(session) if s[2] == "Assistant"]
+    assert replies[1:] == [
+        "Sorry, Weather is temporarily unavailable. Weather is retried in 10 s.",
+        "Sorry, Weather is temporarily unavailable. Ask the weather-api team {now}.",
+        "Oops {sorry}.",
+    ]
+    steps = [s[3] for s in summary(session) if s[0] == "update_message"]
+    assert (
+        steps[-1]
+        == "Circuit open: Weather is temporarily unavailable. Ask the weather-api team {now}."
+    )
+
+
+async def test_sessions_that_went_away_are_forgotten() -> None:
+    import gc
+
+    use()
+    brk = chainlit_breaker.breaker("quiet")  # never changes state, so never prunes itself
+
+    async def visit(sid: str) -> None:
+        context_var.set(ChainlitContext(make_session(sid)))
+        await brk.call(asyncio.sleep, 0)
+
+    for i in range(300):
+        await asyncio.create_task(visit(f"gone-{i}"))
+    gc.collect()
+    keep = make_session("kept")
+    await asyncio.create_task(_visit_with(keep, brk))
+    assert "kept" in notices.sessions_using("quiet")
+    assert len(notices._sessions) < 100  # not one entry per session ever seen
+
+
+async def _visit_with(sess: Any, brk: Any) -> None:
+    context_var.set(ChainlitContext(sess))
+    await brk.call(asyncio.sleep, 0)

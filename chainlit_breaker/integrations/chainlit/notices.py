@@ -58,14 +58,20 @@ def _settings() -> Settings:
     return current_settings()
 
 
-def retry_text(settings: Settings, retry_after: float, state: BreakerState | None = None) -> str:
+def retry_text(
+    settings: Settings, retry_after: float, state: BreakerState | None = None, name: str = ""
+) -> str:
     """The ``{retry}`` sentence: when the service will be tried again."""
     ui = settings.ui
     if state is BreakerState.FORCED_OPEN or math.isinf(retry_after):
-        return ui.retry_manual
-    if retry_after <= 0:
-        return ui.retry_soon
-    return ui.retry_in.format(seconds=_seconds(retry_after))
+        template = ui.retry_manual
+    elif retry_after <= 0:
+        template = ui.retry_soon
+    else:
+        template = ui.retry_in
+    # Every template was validated against the full set of placeholders, so each is
+    # filled with all of them (a "{service}" here must not raise KeyError at run time).
+    return _fill(template, settings, name, "", _seconds(retry_after))
 
 
 def _seconds(retry_after: float) -> int:
@@ -95,7 +101,7 @@ def notice_text(settings: Settings, event: StateChanged, kind: NoticeKind) -> st
     """The notice for ``event``: no exception text, URLs or reasons, only the label."""
     ui = settings.ui
     template = {"opened": ui.opened, "half_opened": ui.half_opened, "recovered": ui.recovered}
-    retry = retry_text(settings, event.retry_after, event.new)
+    retry = retry_text(settings, event.retry_after, event.new, event.name)
     return _fill(template[kind], settings, event.name, retry, _seconds(event.retry_after))
 
 
@@ -151,13 +157,24 @@ def _current_context() -> ChainlitContext | None:
     return context_var.get(None)
 
 
+_PRUNE_MIN = 64
+_prune_at = _PRUNE_MIN
+
+
 def _note_use(ctx: ChainlitContext, name: str) -> None:
+    global _prune_at
     session = ctx.session
     sid = session.id
     with _lock:
         entry = _sessions.get(sid)
         if entry is None or entry.session() is not session or entry.loop is not ctx.loop:
             entry = _sessions[sid] = _Entry(weakref.ref(session), ctx.loop)
+            # Sessions end without telling us, and a breaker that never changes state
+            # never prunes its dead users in _dispatch: sweep when the table doubled.
+            if len(_sessions) >= _prune_at:
+                for dead in [k for k, e in _sessions.items() if e.session() is None]:
+                    del _sessions[dead]
+                _prune_at = max(_PRUNE_MIN, 2 * len(_sessions))
         entry.names.add(name)
 
 
@@ -257,8 +274,10 @@ def install(registry: BreakerRegistry) -> None:
 
 
 def _forget() -> None:
+    global _prune_at
     with _lock:
         _sessions.clear()
+        _prune_at = _PRUNE_MIN
     _installed.clear()
 
 
@@ -409,5 +428,5 @@ def unavailable_text(settings: Settings, err: CircuitOpenError) -> str:
     fallback = settings.fallback(err.name)
     if fallback is not None:
         return fallback
-    retry = retry_text(settings, err.retry_after, err.state)
+    retry = retry_text(settings, err.retry_after, err.state, err.name)
     return _fill(settings.ui.unavailable, settings, err.name, retry, _seconds(err.retry_after))

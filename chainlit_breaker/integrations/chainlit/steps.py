@@ -59,7 +59,7 @@ def _failure_text(settings: Settings, name: str, exc: BaseException) -> str:
 
 
 def _rejected_text(settings: Settings, err: CircuitOpenError) -> str:
-    retry = notices.retry_text(settings, err.retry_after, err.state)
+    retry = notices.retry_text(settings, err.retry_after, err.state, err.name)
     return settings.ui.step_rejected.format(
         service=settings.label(err.name), name=err.name, retry=retry,
         seconds=notices._seconds(err.retry_after),
@@ -215,7 +215,7 @@ def guard(
                 name = _attribute(exc, scope)
                 if name is None:
                     log.exception("chainlit_breaker: on_message failed")
-                    text = settings.ui.error
+                    text = notices._fill(settings.ui.error, settings, "", "", 0)
                     if settings.ui.show_exception_text:
                         text = f"{text}\n\n{type(exc).__name__}: {exc}"
                 else:
