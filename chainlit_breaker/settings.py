@@ -119,8 +119,11 @@ class UISettings(BaseModel):
     notices: Literal["message", "toast", "off"] = Field(
         "message", description="how state changes are shown to sessions that used the breaker"
     )
+    # Strict: lax pydantic would read "yes" or 1 as true, and this one may leak secrets.
     show_exception_text: bool = Field(
-        False, description="put exception text in tool steps and replies (may leak details)"
+        False,
+        strict=True,
+        description="put exception text in tool steps and replies (may leak details)",
     )
     author: str = Field("Service status", min_length=1, description="author of notices")
     unavailable: str = Field(
@@ -153,6 +156,7 @@ class UISettings(BaseModel):
         "{service} failed ({error_type}).", description="output of a tool step that failed"
     )
     admin_key: str = Field("role", description="Chainlit user metadata key that marks admins")
+    # Checked strictly below: lax pydantic turns admin_value = 1 into True.
     admin_value: str | bool = Field(
         "admin", description="value of admin_key (or an item of it, if a list) for admins"
     )
@@ -170,6 +174,13 @@ class UISettings(BaseModel):
                 f"bad template ({err!r}); use {{service}}, {{name}}, {{retry}}, {{seconds}}, "
                 "{error_type} or {error}, and double braces for literal ones"
             ) from None
+        return value
+
+    @field_validator("admin_value", mode="before")
+    @classmethod
+    def _admin_value(cls, value: Any) -> Any:
+        if not isinstance(value, (str, bool)):
+            raise ValueError("must be a string or true/false")
         return value
 
 

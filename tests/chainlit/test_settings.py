@@ -158,6 +158,16 @@ BAD = [
         id="bad-label",
     ),
     pytest.param(
+        '[ui]\nshow_exception_text = "yes"\n',
+        "[ui] show_exception_text: Input should be a valid boolean (got 'yes')",
+        id="exception-text-flag-not-a-bool",
+    ),
+    pytest.param(
+        "[ui]\nadmin_value = 1\n",
+        "[ui] admin_value: must be a string or true/false (got 1)",
+        id="admin-value-not-a-string",
+    ),
+    pytest.param(
         "[breakers]\nweather-api = 3\n",
         "[breakers.weather-api] must be a table (got 3)",
         id="breaker-not-a-table",
