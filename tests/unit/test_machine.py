@@ -404,3 +404,12 @@ def test_busy_half_open_prunes_expired_leases_and_bumps_version() -> None:
     assert d.verdict is Verdict.REJECT
     assert [lease[0] for lease in pruned.leases] == ["b"]
     assert pruned.version == snap.version + 1
+
+
+def test_a_trial_success_that_does_not_close_bumps_the_version() -> None:
+    p = Policy(failure_threshold=1, reset_timeout=1.0, success_threshold=2)
+    snap = opened(p)
+    snap, _ = decide(snap, Acquire("t"), 1.0, p)
+    nxt, _ = decide(snap, Record(False, permit="t"), 1.0, p)
+    assert nxt.state is S.HALF_OPEN
+    assert nxt.version == snap.version + 1
