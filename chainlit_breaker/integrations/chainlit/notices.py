@@ -193,17 +193,21 @@ def _schedule(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) 
         running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:
         running = None
-    future: asyncio.Future[Any]
     if running is loop:
-        future = loop.create_task(coro)
-    else:
-        try:
-            future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop), loop=loop)
-        except RuntimeError:  # the loop closed meanwhile
-            coro.close()
-            return
+        task = loop.create_task(coro)
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+        return
+    try:
+        done = asyncio.run_coroutine_threadsafe(coro, loop)
+    except RuntimeError:  # the loop closed meanwhile
+        coro.close()
+        return
+    future = asyncio.wrap_future(done, loop=loop)
     _tasks.add(future)
-    future.add_done_callback(_tasks.discard)
+    # Not future.add_done_callback: an asyncio future's callbacks belong to its loop's
+    # thread (a race there loses the callback, or raises in asyncio debug mode).
+    done.add_done_callback(lambda _: _tasks.discard(future))
 
 
 async def send_notice(session: Any, settings: Settings, kind: NoticeKind, text: str) -> None:
