@@ -54,7 +54,13 @@ def redact_url(url: str) -> str:
     except ValueError:
         return "<unparsable URL>"
     userinfo, at, host = parts.netloc.rpartition("@")
-    if not at or ":" not in userinfo:
+    if not at:
+        try:
+            parts.port  # noqa: B018
+        except ValueError:  # "user:password" typed without "@host" reads as host:port
+            return urlunsplit(parts._replace(netloc="***"))
+        return url
+    if ":" not in userinfo:
         return url
     user = userinfo.split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
@@ -65,11 +71,16 @@ def _check_store_url(url: str) -> str:
     url = url.strip()
     if url == "memory":
         return url
+    # Not urlsplit's messages: they quote the netloc or the bad "port", which may be a
+    # password (typed without its "@host").
     try:
         parts = urlsplit(url)
-        port = parts.port  # raises on a non-numeric or out-of-range port
-    except ValueError as err:
-        raise ValueError(f"not a valid URL ({err})") from None
+    except ValueError:
+        raise ValueError("not a valid URL (check the host part)") from None
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("not a valid URL (the port must be a number from 0 to 65535)") from None
     if parts.scheme not in _REDIS_SCHEMES:
         raise ValueError("must be 'memory' or a redis://, rediss:// or unix:// URL")
     if parts.scheme == "unix":

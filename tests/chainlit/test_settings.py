@@ -132,9 +132,15 @@ BAD = [
     ),
     pytest.param(
         '[store]\nurl = "redis://:hunter2@cache.internal:notaport/0"\n',
-        "[store] url: not a valid URL (Port could not be cast to integer value as "
-        "'notaport') (got 'redis://:***@cache.internal:notaport/0')",
+        "[store] url: not a valid URL (the port must be a number from 0 to 65535) "
+        "(got 'redis://:***@cache.internal:notaport/0')",
         id="bad-redis-url-port-secret-redacted",
+    ),
+    pytest.param(
+        '[store]\nurl = "redis://default:hunter2/0"\n',
+        "[store] url: not a valid URL (the port must be a number from 0 to 65535) "
+        "(got 'redis://***/0')",
+        id="password-without-host-redacted",
     ),
     pytest.param(
         '[store]\nurl = "redis://cache.internal:6379/zero"\n',
