@@ -488,7 +488,12 @@ class PersistentCircuitBreaker:
                 admission = self._acquire_sync()
             if isinstance(admission, CircuitOpenError):
                 if fallback is None and self._fallback is None:
-                    raise admission  # raised here: one frame to unwind on the open path
+                    # Raised here (one frame to unwind), and dropped from this frame's
+                    # locals so the traceback does not form a cycle the GC must collect.
+                    try:
+                        raise admission
+                    finally:
+                        del admission
                 chosen = self._fallback_or_raise(admission, fallback)
                 return cast(R, self._fallback_sync(admission, args, kwargs, chosen))
             permit = admission
@@ -551,7 +556,12 @@ class PersistentCircuitBreaker:
                 admission = await self._acquire_async()
             if isinstance(admission, CircuitOpenError):
                 if fallback is None and self._fallback is None:
-                    raise admission  # raised here: one frame to unwind on the open path
+                    # Raised here (one frame to unwind), and dropped from this frame's
+                    # locals so the traceback does not form a cycle the GC must collect.
+                    try:
+                        raise admission
+                    finally:
+                        del admission
                 chosen = self._fallback_or_raise(admission, fallback)
                 return await self._fallback_async(admission, args, kwargs, chosen)
             permit = admission
