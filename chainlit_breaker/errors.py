@@ -6,6 +6,7 @@ One root, :class:`BreakerError`; every error carries the data a caller needs to 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, cast
 
 from .core.state import BreakerState
 
@@ -23,13 +24,28 @@ class CircuitOpenError(BreakerError):
     (``0.0`` when trial slots are merely busy, ``math.inf`` when an operator forced it open).
     """
 
-    __slots__ = ("name", "state", "retry_after")
+    # No __init__ of our own: the values live in ``args``, which BaseException fills in C.
+    # This is built on every rejection (the open hot path), so that matters.
 
-    def __init__(self, name: str, state: BreakerState, retry_after: float) -> None:
-        # Cheap on purpose: this is built on every rejection (the open hot path).
-        self.name = name
-        self.state = state
-        self.retry_after = retry_after
+    if TYPE_CHECKING:
+
+        def __init__(self, name: str, state: BreakerState, retry_after: float, /) -> None: ...
+
+    @property
+    def name(self) -> str:
+        """The breaker's name."""
+        return cast(str, self.args[0])
+
+    @property
+    def state(self) -> BreakerState:
+        """The state that rejected the call (OPEN, HALF_OPEN with no free trial slot, or
+        FORCED_OPEN)."""
+        return cast(BreakerState, self.args[1])
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until a trial call is admitted."""
+        return cast(float, self.args[2])
 
     def __str__(self) -> str:
         if self.state is BreakerState.FORCED_OPEN or math.isinf(self.retry_after):
@@ -39,9 +55,6 @@ class CircuitOpenError(BreakerError):
         else:
             when = f"retry in {self.retry_after:.1f}s"
         return f"circuit {self.name!r} is {self.state.value}: {when}"
-
-    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str, BreakerState, float]]:
-        return (CircuitOpenError, (self.name, self.state, self.retry_after))
 
 
 class ConfigError(BreakerError, ValueError):
