@@ -122,17 +122,8 @@ async def test_tool_success_failure_rejection_recovery(
 
     tool = "tool"
     failed = "weather-api failed (ConnectionError)."
-    trying = (
-        "new_message",
-        "assistant_message",
-        "Service status",
-        "Trying weather-api again.",
-        False,
-    )
-    done = ("update_message", tool, "weather", "sunny in rome", False)
-    # The half-open notice is scheduled when the trial is admitted; a sync tool's
-    # thread hop lets it out before the step closes, an async tool's body does not.
-    trial = [done, trying] if kind == "async" else [trying, done]
+    # The session was told the circuit opened: the half-open in between stays quiet.
+    trial = [("update_message", tool, "weather", "sunny in rome", False)]
     assert summary(session) == [
         ("new_message", tool, "weather", "", False),
         ("update_message", tool, "weather", "sunny in paris", False),
@@ -468,12 +459,13 @@ async def test_remote_change_from_a_store_thread_and_toasts(session: Any) -> Non
     session.emit.reset_mock()
 
     def store_thread() -> None:  # no Chainlit context, not the loop's thread
+        half_open = StateChanged("payments", BreakerState.OPEN, BreakerState.HALF_OPEN, None, True)
+        # Not told it was down (it joined mid-outage): the trial is news.
+        notices._listener(half_open)
         notices._listener(
-            StateChanged("payments", BreakerState.CLOSED, BreakerState.OPEN, "x", True, 12.2)
+            StateChanged("payments", BreakerState.HALF_OPEN, BreakerState.OPEN, "x", True, 12.2)
         )
-        notices._listener(
-            StateChanged("payments", BreakerState.OPEN, BreakerState.HALF_OPEN, None, True)
-        )
+        notices._listener(half_open)  # told it is down: quiet until it recovers
         notices._listener(
             StateChanged("payments", BreakerState.HALF_OPEN, BreakerState.CLOSED, None, True)
         )
@@ -487,8 +479,8 @@ async def test_remote_change_from_a_store_thread_and_toasts(session: Any) -> Non
     assert not t.is_alive()
     await drain()
     assert summary(session) == [
-        ("toast", "warning", "payments is temporarily unavailable. It will be retried in 13 s."),
         ("toast", "info", "Trying payments again."),
+        ("toast", "warning", "payments is temporarily unavailable. It will be retried in 13 s."),
         ("toast", "success", "payments is available again."),
         (
             "toast",
@@ -496,6 +488,49 @@ async def test_remote_change_from_a_store_thread_and_toasts(session: Any) -> Non
             "payments is temporarily unavailable. It stays off until an operator turns it back on.",
         ),
     ]
+
+
+async def test_an_idle_session_hears_of_an_outage_once_and_of_the_recovery(
+    clock: FakeClock,
+) -> None:
+    """Retry cycles during an outage (open, half-open, open, ...) must not spam a session
+    that was already told: "opened" once, then quiet until "recovered"."""
+    use()
+    flaky = chainlit_breaker.breaker("flaky", failure_threshold=1, reset_timeout=10)
+    idle, busy = make_session("idle"), make_session("busy")
+
+    async def in_session(sess: Any, fn: Any) -> None:
+        context_var.set(ChainlitContext(sess))
+        await fn()
+
+    async def ok() -> str:
+        return "ok"
+
+    async def boom() -> str:
+        raise OSError("down")
+
+    async def run(sess: Any, fn: Any) -> None:
+        try:
+            await asyncio.create_task(in_session(sess, lambda: flaky.call(fn)))
+        except OSError:
+            pass
+        await drain()
+
+    await run(idle, ok)  # the idle session used it once, while it worked
+    await run(busy, boom)  # opens
+    for _ in range(3):  # three failed trials: half-open, open again
+        clock.advance(10.5)
+        await run(busy, boom)
+    clock.advance(10.5)
+    await run(busy, ok)  # recovers
+    await run(busy, boom)  # a new outage is news again
+    said = [p[3] for p in summary(idle)]
+    assert said == [
+        "flaky is temporarily unavailable. It will be retried in 10 s.",
+        "flaky is available again.",
+        "flaky is temporarily unavailable. It will be retried in 10 s.",
+    ]
+    assert [p[3] for p in summary(busy)] == said
 
 
 async def test_notices_off(session: Any) -> None:

@@ -113,6 +113,22 @@ class _Entry:
     session: weakref.ref[Any]
     loop: asyncio.AbstractEventLoop
     names: set[str] = field(default_factory=set)
+    # Breakers this session was told are down and has not yet heard recovered: further
+    # open/half-open cycles of those stay quiet (an outage would otherwise post
+    # "opened", "trying", "opened", ... on every retry).
+    down: set[str] = field(default_factory=set)
+
+    def wants(self, name: str, kind: NoticeKind) -> bool:
+        """Whether this session should hear ``kind`` for ``name`` (and note that it did).
+        Call with ``_lock`` held."""
+        if kind == "recovered":
+            self.down.discard(name)
+            return True
+        if name in self.down:
+            return False
+        if kind == "opened":
+            self.down.add(name)
+        return True
 
 
 class _Scope:
@@ -246,6 +262,9 @@ def _dispatch(event: StateChanged, ctx: ChainlitContext | None) -> None:
             with _lock:
                 _sessions.pop(sid, None)
             continue
+        with _lock:
+            if not entry.wants(event.name, kind):
+                continue
         if scope is not None and scope.session_id == sid and scope.defer(event.name, kind, text):
             continue
         _schedule(entry.loop, send_notice(session, settings, kind, text))
