@@ -5,6 +5,7 @@ from worker threads and store threads), /breakers and admin actions, and hot rel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import runpy
 import textwrap
 import threading
@@ -510,10 +511,8 @@ async def test_an_idle_session_hears_of_an_outage_once_and_of_the_recovery(
         raise OSError("down")
 
     async def run(sess: Any, fn: Any) -> None:
-        try:
+        with contextlib.suppress(OSError):
             await asyncio.create_task(in_session(sess, lambda: flaky.call(fn)))
-        except OSError:
-            pass
         await drain()
 
     await run(idle, ok)  # the idle session used it once, while it worked
