@@ -241,6 +241,13 @@ class PersistentCircuitBreaker:
         """Seconds until a trial call is admitted (inf when forced open, 0 otherwise)."""
         return _retry_after(self._slot.snapshot, self._now())
 
+    async def ready(self) -> None:
+        """Wait until the local view has read the shared state once (a shared store's
+        breaker made on the event loop starts CLOSED until then; see ``Slot.ready``)."""
+        ready = getattr(self._slot, "ready", None)
+        if ready is not None:
+            await ready()
+
     def status(self) -> BreakerStatus:
         snap = self._slot.snapshot
         now = self._now()

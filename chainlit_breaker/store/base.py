@@ -20,7 +20,10 @@ breaker did not cause (another process, a resync, a fallback)."""
 
 StatusCallback = Callable[[bool, str], None]
 """Called with (available, detail) when a shared store stops or starts answering. Slots of
-shared stores offer ``on_status(callback)``; the breaker registers one when present."""
+shared stores offer ``on_status(callback)``; the breaker registers one when present.
+
+Slots of shared stores may also offer ``async ready()``: it returns once the slot has read
+the shared state for the first time (a slot made on an event loop reads it in a task)."""
 
 
 @runtime_checkable

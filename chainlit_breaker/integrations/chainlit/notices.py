@@ -408,6 +408,10 @@ async def command_reply(
     """The answer to a ``/breakers`` message (runs admin actions when allowed)."""
     args = _arguments(message)
     if not args:
+        # A breaker this instance has not used yet was just built, and with a shared
+        # store its mirror reads the shared state in a task: wait for those reads, or
+        # the first table shows CLOSED for a breaker another instance opened.
+        await asyncio.gather(*(brk.ready() for _, brk in registry.iter_status()))
         return breakers_table(registry, settings)
     if len(args) != 2 or args[0] not in _OPS:
         return _USAGE

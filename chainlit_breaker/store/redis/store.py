@@ -65,6 +65,7 @@ class RedisSlot:
         "_policy",
         "_replays",
         "_command",
+        "_first",
     )
 
     def __init__(self, store: RedisStore, name: str, enc: str) -> None:
@@ -83,11 +84,28 @@ class RedisSlot:
         self._policy = Policy()
         self._replays = 0  # events decided on the loop thread and not yet sent to Redis
         self._command: tuple[Command, Policy] | None = None  # issued during an outage
+        self._first: asyncio.Task[None] | None = None  # the first read, when made on a loop
 
     # -- the port ------------------------------------------------------------------------
 
     def on_change(self, callback: ChangeCallback | None) -> None:
         self._callback = callback
+
+    async def ready(self) -> None:
+        """Wait for this mirror's first read of the shared state. A slot made on an event
+        loop's thread reads it in a task and is CLOSED until that lands; await this
+        before showing its state. Returns at once if the read is done (or the slot was
+        made off the loop); a failed read leaves the store down, as any failure does."""
+        first = self._first
+        if first is None:
+            return
+        if not first.done():
+            if first.get_loop() is asyncio.get_running_loop():
+                await asyncio.shield(first)  # a cancelled waiter must not cancel the read
+            else:  # another loop's task cannot be awaited here: read again on ours
+                await self._store._first_read(self)
+                return
+        self._first = None
 
     def on_status(self, callback: StatusCallback | None) -> None:
         """Register ``callback(available, detail)`` for Redis outages and recoveries; it
@@ -468,7 +486,7 @@ class RedisStore:
         # are. On the event loop's thread the read runs as a task instead: until it lands
         # (one round trip) the new mirror is CLOSED.
         if loop is not None:
-            self._spawn(loop, self._first_read(slot))
+            slot._first = self._spawn(loop, self._first_read(slot))
             return slot
         try:
             reply = self._read(slot)
@@ -631,10 +649,13 @@ class RedisStore:
 
         self._spawn(loop, replay())
 
-    def _spawn(self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(
+        self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]
+    ) -> asyncio.Task[None]:
         task = loop.create_task(work)
         self._tasks.add(task)  # a reference, so the task is not collected mid-flight
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- outages --------------------------------------------------------------------------------
 
