@@ -209,7 +209,7 @@ async def test_circuit_opens_notifies_and_recovers_over_socketio(server: str) ->
         # 1. The tool fails until the circuit opens (failure_threshold = 2).
         first = await alice.say("weather in Paris please")
         assert tool_steps(first) == [
-            ("weather lookup", "the weather service failed (ConnectionError).", True)
+            ("weather lookup", "The weather service failed (ConnectionError).", True)
         ]
         assert messages(first) == [
             "Sorry, the weather service is temporarily unavailable. It will be retried shortly."
@@ -221,7 +221,7 @@ async def test_circuit_opens_notifies_and_recovers_over_socketio(server: str) ->
         # Bob, idle, gets the opened notice pushed to his session.
         i = await bob.wait_for(lambda e, d: e == "new_message", bob_seen)
         assert messages([bob.events[i]], "Service status") == [
-            "the weather service is temporarily unavailable. It will be retried in 3 s."
+            "The weather service is temporarily unavailable. It will be retried in 3 s."
         ]
 
         # 2. The next message gets the open-circuit answer without calling the backend.
@@ -243,14 +243,14 @@ async def test_circuit_opens_notifies_and_recovers_over_socketio(server: str) ->
         await asyncio.sleep(2.6)
         recovered = await alice.say("weather in Paris please")
         assert tool_steps(recovered) == [("weather lookup", "Paris: 21 °C, light wind", False)]
-        assert messages(recovered, "Service status") == ["the weather service is available again."]
+        assert messages(recovered, "Service status") == ["The weather service is available again."]
         i = await bob.wait_for(
             lambda e, d: e == "new_message" and "available again" in d.get("output", ""),
             bob_seen,
         )
         # Told it opened, Bob hears nothing of the trial, only of the recovery.
         assert messages(bob.events[bob_seen : i + 1], "Service status") == [
-            "the weather service is available again.",
+            "The weather service is available again.",
         ]
 
         # /breakers works for everyone; admin actions are refused without admin metadata.
@@ -343,7 +343,7 @@ async def test_two_instances_share_the_circuit_through_redis(tmp_path: Path) -> 
                 # Bob, on the other instance, is told, and is rejected too.
                 i = await bob.wait_for(lambda e, d: e == "new_message", bob_seen)
                 assert messages([bob.events[i]], "Service status") == [
-                    "the weather service is temporarily unavailable. It will be retried in 3 s."
+                    "The weather service is temporarily unavailable. It will be retried in 3 s."
                 ]
                 rejected = await bob.say("weather in Rome")
                 assert tool_steps(rejected)[0][1].startswith("Circuit open:")
@@ -360,7 +360,7 @@ async def test_two_instances_share_the_circuit_through_redis(tmp_path: Path) -> 
                     alice_seen,
                 )
                 assert messages([alice.events[i]], "Service status") == [
-                    "the weather service is available again."
+                    "The weather service is available again."
                 ]
 
                 # An operator forces it open from a shell: both sessions are told.
@@ -368,7 +368,7 @@ async def test_two_instances_share_the_circuit_through_redis(tmp_path: Path) -> 
                 forced = await run_cli("open", "weather-api")
                 assert forced.stdout.strip() == "weather-api: forced_open"
                 expected = (
-                    "the weather service is temporarily unavailable. "
+                    "The weather service is temporarily unavailable. "
                     "It stays off until an operator turns it back on."
                 )
                 for client, seen in ((alice, alice_seen), (bob, bob_seen)):
@@ -460,7 +460,7 @@ async def test_admin_actions_follow_chainlit_auth_metadata(tmp_path: Path) -> No
             done = messages(await admin.say("/breakers close weather-api"))
             assert done == ["Breaker 'weather-api' forced closed; it is now closed."]
             i = await user.wait_for(lambda e, d: e == "new_message", user_seen)
-            assert user.events[i][1]["output"] == "the weather service is available again."
+            assert user.events[i][1]["output"] == "The weather service is available again."
         finally:
             await admin.sio.disconnect()
             await user.sio.disconnect()

@@ -122,7 +122,7 @@ async def test_tool_success_failure_rejection_recovery(
     await drain()
 
     tool = "tool"
-    failed = "weather-api failed (ConnectionError)."
+    failed = "Weather-api failed (ConnectionError)."
     # The session was told the circuit opened: the half-open in between stays quiet.
     trial = [("update_message", tool, "weather", "sunny in rome", False)]
     assert summary(session) == [
@@ -137,7 +137,7 @@ async def test_tool_success_failure_rejection_recovery(
             "new_message",
             "assistant_message",
             "Service status",
-            "weather-api is temporarily unavailable. It will be retried in 10 s.",
+            "Weather-api is temporarily unavailable. It will be retried in 10 s.",
             False,
         ),
         ("new_message", tool, "weather", "", False),
@@ -148,7 +148,7 @@ async def test_tool_success_failure_rejection_recovery(
             "new_message",
             "assistant_message",
             "Service status",
-            "weather-api is available again.",
+            "Weather-api is available again.",
             False,
         ),
     ]
@@ -172,7 +172,7 @@ async def test_tool_shows_exception_text_only_when_allowed(session: Any) -> None
 
     with pytest.raises(RuntimeError):
         await boom()
-    assert summary(session)[-1] == ("update_message", "tool", "boom", "svc failed: disk full", True)
+    assert summary(session)[-1] == ("update_message", "tool", "boom", "Svc failed: disk full", True)
 
 
 async def test_hidden_tool_input_is_not_sent(session: Any) -> None:
@@ -207,7 +207,7 @@ async def test_tool_timeout_counts_as_failure(session: Any) -> None:
         "update_message",
         "tool",
         "legacy lookup",
-        "legacy failed (TimeoutError).",
+        "Legacy failed (TimeoutError).",
         True,
     )
 
@@ -287,7 +287,7 @@ async def test_guard_replies_name_service_and_retry(session: Any, clock: FakeClo
             "new_message",
             "assistant_message",
             "Service status",
-            "the weather service is available again.",
+            "The weather service is available again.",
             False,
         ),
     ]
@@ -442,7 +442,7 @@ async def test_notices_from_a_worker_thread_go_only_to_sessions_that_used_it(
             "new_message",
             "assistant_message",
             "Service status",
-            "db is temporarily unavailable. It will be retried in 30 s.",
+            "Db is temporarily unavailable. It will be retried in 30 s.",
             False,
         )
     ]
@@ -481,12 +481,12 @@ async def test_remote_change_from_a_store_thread_and_toasts(session: Any) -> Non
     await drain()
     assert summary(session) == [
         ("toast", "info", "Trying payments again."),
-        ("toast", "warning", "payments is temporarily unavailable. It will be retried in 13 s."),
-        ("toast", "success", "payments is available again."),
+        ("toast", "warning", "Payments is temporarily unavailable. It will be retried in 13 s."),
+        ("toast", "success", "Payments is available again."),
         (
             "toast",
             "warning",
-            "payments is temporarily unavailable. It stays off until an operator turns it back on.",
+            "Payments is temporarily unavailable. It stays off until an operator turns it back on.",
         ),
     ]
 
@@ -525,9 +525,9 @@ async def test_an_idle_session_hears_of_an_outage_once_and_of_the_recovery(
     await run(busy, boom)  # a new outage is news again
     said = [p[3] for p in summary(idle)]
     assert said == [
-        "flaky is temporarily unavailable. It will be retried in 10 s.",
-        "flaky is available again.",
-        "flaky is temporarily unavailable. It will be retried in 10 s.",
+        "Flaky is temporarily unavailable. It will be retried in 10 s.",
+        "Flaky is available again.",
+        "Flaky is temporarily unavailable. It will be retried in 10 s.",
     ]
     assert [p[3] for p in summary(busy)] == said
 
@@ -706,7 +706,7 @@ async def test_hot_reload_does_not_duplicate(session: Any, tmp_path: Path) -> No
                 "new_message",
                 "assistant_message",
                 "Service status",
-                "weather-api is temporarily unavailable. It will be retried in 60 s.",
+                "Weather-api is temporarily unavailable. It will be retried in 60 s.",
                 False,
             )
         ]
@@ -783,3 +783,28 @@ async def test_sessions_that_went_away_are_forgotten() -> None:
 async def _visit_with(sess: Any, brk: Any) -> None:
     context_var.set(ChainlitContext(sess))
     await brk.call(asyncio.sleep, 0)
+
+
+async def test_sentences_start_with_a_capital_letter(session: Any, clock: FakeClock) -> None:
+    # Labels are written to fit mid-sentence ("the weather service"), so a template that
+    # starts with {service} must still start the sentence with a capital.
+    settings = Settings.model_validate(
+        {"services": {"weather-api": {"label": "the weather service"}}}
+    )
+    use(settings)
+    weather = make_async_tool()
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            await weather("fail")
+    await drain()
+    clock.advance(10.5)
+    await weather("rome")
+    await drain()
+    texts = [s[3] for s in summary(session) if s[3]]
+    assert texts == [
+        "The weather service failed (ConnectionError).",
+        "The weather service failed (ConnectionError).",
+        "The weather service is temporarily unavailable. It will be retried in 10 s.",
+        "sunny in rome",
+        "The weather service is available again.",
+    ]

@@ -79,11 +79,27 @@ def _seconds(retry_after: float) -> int:
     return math.ceil(retry_after) if math.isfinite(retry_after) and retry_after > 0 else 0
 
 
-def _fill(template: str, settings: Settings, name: str, retry: str, seconds: float) -> str:
-    return template.format(
+def _fill(
+    template: str,
+    settings: Settings,
+    name: str,
+    retry: str,
+    seconds: float,
+    *,
+    error_type: str = "",
+    error: str = "",
+) -> str:
+    text = template.format(
         service=settings.label(name), name=name, retry=retry, seconds=seconds,
-        error_type="", error="",
+        error_type=error_type, error=error,
     ).strip()  # fmt: skip
+    return _sentence(text)
+
+
+def _sentence(text: str) -> str:
+    """``text`` with a capital first letter: labels are written to fit mid-sentence
+    ("the weather service"), and templates often start with ``{service}``."""
+    return text[:1].upper() + text[1:]
 
 
 def notice_kind(event: StateChanged) -> NoticeKind | None:

@@ -51,20 +51,16 @@ def _proxy(
 def _failure_text(settings: Settings, name: str, exc: BaseException) -> str:
     if settings.ui.show_exception_text:
         detail = str(exc) or type(exc).__name__
-        return f"{settings.label(name)} failed: {detail}"
-    return settings.ui.step_failed.format(
-        service=settings.label(name), name=name, error_type=type(exc).__name__,
-        retry="", seconds=0, error="",
-    )  # fmt: skip
+        return notices._sentence(f"{settings.label(name)} failed: {detail}")
+    return notices._fill(
+        settings.ui.step_failed, settings, name, "", 0, error_type=type(exc).__name__
+    )
 
 
 def _rejected_text(settings: Settings, err: CircuitOpenError) -> str:
     retry = notices.retry_text(settings, err.retry_after, err.state, err.name)
-    return settings.ui.step_rejected.format(
-        service=settings.label(err.name), name=err.name, retry=retry,
-        seconds=notices._seconds(err.retry_after),
-        error_type="", error="",
-    ).strip()  # fmt: skip
+    seconds = notices._seconds(err.retry_after)
+    return notices._fill(settings.ui.step_rejected, settings, err.name, retry, seconds)
 
 
 def tool(
