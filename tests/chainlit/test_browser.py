@@ -77,6 +77,6 @@ async def test_user_sees_the_open_circuit_in_the_browser(chromium: Path, tmp_pat
                 )
                 table = page.locator("table").last
                 await expect(table).to_contain_text("open")
-                await expect(table).to_contain_text("Failure rate")
+                await expect(table).to_contain_text("Failures")
             finally:
                 await browser.close()

@@ -578,18 +578,18 @@ async def test_breakers_table_for_everyone(session: Any, clock: FakeClock) -> No
             "new_message",
             "assistant_message",
             "Service status",
-            "| Breaker | State | Failure rate | Retry in |\n"
+            "| Breaker | State | Failures | Retry in |\n"
             "| --- | --- | --- | --- |\n"
             "| llm | closed | - | - |\n"
             "| search | closed | 50% (1/2) | - |\n"
-            "| weather-api (Weather) | open | - | 7 s |",
+            "| weather-api (Weather) | open | 2+ in a row | 7 s |",
             False,
         )
     ]
     assert not await cb.handle_command(user_message("breakers please"))
     clock.advance(7)  # the timeout ran out; the next call will be the trial
     table = cb.breakers_table(chainlit_breaker.registry, cb.current_settings())
-    assert table.endswith("| weather-api (Weather) | open | - | now |")
+    assert table.endswith("| weather-api (Weather) | open | 2+ in a row | now |")
 
 
 @pytest.mark.parametrize(
@@ -808,3 +808,38 @@ async def test_sentences_start_with_a_capital_letter(session: Any, clock: FakeCl
         "sunny in rome",
         "The weather service is available again.",
     ]
+
+
+async def test_breakers_table_says_why_an_open_breaker_is_open(
+    session: Any, clock: FakeClock
+) -> None:
+    # Opening clears the counters, so under the default consecutive-failures policy the
+    # table showed "-" for the one breaker people ask about.
+    use()
+    weather = make_async_tool()  # failure_threshold=2, reset_timeout=10
+    chainlit_breaker.breaker("llm")
+    flaky = chainlit_breaker.breaker("flaky", failure_threshold=3)
+
+    async def bad() -> None:
+        raise OSError
+
+    with pytest.raises(OSError):  # noqa: PT011
+        await flaky.call(bad)
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            await weather("fail")
+
+    def table() -> str:
+        return cb.breakers_table(chainlit_breaker.registry, cb.current_settings())
+
+    assert table().splitlines() == [
+        "| Breaker | State | Failures | Retry in |",
+        "| --- | --- | --- | --- |",
+        "| flaky | closed | 1 in a row | - |",
+        "| llm | closed | - | - |",
+        "| weather-api | open | 2+ in a row | 10 s |",
+    ]
+    clock.advance(10.5)
+    with pytest.raises(ConnectionError):
+        await weather("fail")  # the trial fails: open again
+    assert table().splitlines()[-1] == "| weather-api | open | 2+ in a row, 1 failed trial | 10 s |"

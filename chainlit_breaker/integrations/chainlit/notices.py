@@ -19,7 +19,9 @@ from typing import Any, Literal
 from chainlit.context import ChainlitContext, context_var, local_steps
 from chainlit.message import Message
 
+from ...breaker import BreakerStatus
 from ...core.machine import Op
+from ...core.policy import Policy
 from ...core.state import BreakerState
 from ...errors import CircuitOpenError
 from ...events import BreakerEvent, CallFailed, CallRejected, CallSucceeded, StateChanged
@@ -354,17 +356,30 @@ def _percent(failures: int, calls: int) -> str:
     return f"{failures / calls:.0%} ({failures}/{calls})"
 
 
+def _failures(status: BreakerStatus, policy: Policy) -> str:
+    """The failures column: the rate over the window, else the current run of failures.
+    Opening clears both, so an open breaker says what opened it instead."""
+    if status.calls:
+        return _percent(status.failures, status.calls)
+    if status.state in (BreakerState.OPEN, BreakerState.HALF_OPEN):
+        threshold = policy.failure_threshold
+        text = f"{threshold}+ in a row" if threshold and not policy.uses_window else "tripped"
+        trials = status.open_count - 1  # each failed trial re-opens it
+        if trials > 0:
+            text += f", {trials} failed trial{'s' if trials > 1 else ''}"
+        return text
+    if status.consecutive_failures:
+        return f"{status.consecutive_failures} in a row"
+    return "-"
+
+
 def breakers_table(registry: BreakerRegistry, settings: Settings) -> str:
-    """A markdown table: name, state, failure rate and time until retry of each breaker."""
-    rows = ["| Breaker | State | Failure rate | Retry in |", "| --- | --- | --- | --- |"]
+    """A markdown table: name, state, failures (rate over the window, or the run of
+    consecutive failures) and time until retry of each breaker."""
+    rows = ["| Breaker | State | Failures | Retry in |", "| --- | --- | --- | --- |"]
     for name, brk in registry.iter_status():
         status = brk.status()
-        if status.calls:
-            rate = _percent(status.failures, status.calls)
-        elif status.consecutive_failures:
-            rate = f"{status.consecutive_failures} in a row"
-        else:
-            rate = "-"
+        rate = _failures(status, brk.config.policy)
         if status.state is BreakerState.FORCED_OPEN:
             retry = "manual"
         elif status.state is BreakerState.OPEN:
