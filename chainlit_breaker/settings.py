@@ -5,6 +5,8 @@ Validated with pydantic, independent of Chainlit; ``apply_settings`` hands it to
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import re
 import threading
@@ -39,6 +41,8 @@ __all__ = [
 ]
 
 SETTINGS_FILE = Path(".chainlit") / "breakers.toml"
+
+log = logging.getLogger("chainlit_breaker")
 
 DEFAULT_NAMESPACE = "chainlit_breaker"
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -362,12 +366,44 @@ def _build_store(url: str, namespace: str) -> Store:
     return RedisStore.from_url(url, namespace=namespace)
 
 
+# Old stores being closed on an event loop: referenced until done.
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _retire(store: Store) -> None:
+    """Close a store we built and replaced. On an event loop (a hot reload runs there)
+    it closes in a task, so the loop is not held up by joining threads or flushing."""
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None:
+        try:
+            store.close()
+        except Exception:  # closing the old store must not fail the new settings
+            log.warning("chainlit_breaker: could not close the old store", exc_info=True)
+        return
+
+    async def close() -> None:
+        try:
+            await store.aclose()
+        except Exception:
+            log.warning("chainlit_breaker: could not close the old store", exc_info=True)
+
+    task = loop.create_task(close())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
 def apply_settings(settings: Settings, registry: BreakerRegistry | None = None) -> None:
     """Configure ``registry`` (the default one if None) from ``settings``.
 
     Idempotent: applying equal store settings again keeps the store built last time
     (while the registry still uses it), so running this on every hot reload is safe.
-    Without ``[store] url`` the registry's store is left alone.
+    Changed store settings build a new store, and the one built here before is closed
+    once the registry has moved to the new one (breakers still running a call on the
+    old one fall back to local state; nothing raises). Without ``[store] url`` the
+    registry's store is left alone.
     """
     reg = default_registry if registry is None else registry
     url = settings.store.url
@@ -378,9 +414,18 @@ def apply_settings(settings: Settings, registry: BreakerRegistry | None = None) 
         key = (url, settings.store.namespace)
         previous = _applied.get(reg)
         current = reg.configured_store
+        built: Store | None = None
         if previous is not None and previous[0] == key and previous[1] is current:
             store = previous[1]
         else:
-            store = _build_store(url, settings.store.namespace)
-            _applied[reg] = (key, store)
-        reg.configure(store=store, defaults=settings.defaults, breakers=settings.breakers)
+            store = built = _build_store(url, settings.store.namespace)
+        try:
+            reg.configure(store=store, defaults=settings.defaults, breakers=settings.breakers)
+        except BaseException:  # bad config: the registry keeps its old store, still open
+            if built is not None:
+                _retire(built)
+            raise
+        if built is not None:
+            _applied[reg] = (key, built)
+            if previous is not None:
+                _retire(previous[1])

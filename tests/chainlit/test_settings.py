@@ -3,10 +3,14 @@ error each must produce; the Redis URL rules; the env override; applying to a re
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -290,3 +294,86 @@ def test_readme_documents_every_key() -> None:
     keys += [k for k in BreakerConfig.model_fields if not k.endswith("_predicate")]
     missing = [k for k in keys if f"`{k}`" not in section and f"] {k}`" not in section]
     assert not missing
+
+
+def _clients(port: int) -> int:
+    """Connections to our redis-server other than the one asking."""
+    import redis
+
+    with redis.Redis(port=port, socket_timeout=5) as client:
+        return int(client.info("clients")["connected_clients"]) - 1
+
+
+def _wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _redis_settings(url: str, namespace: str) -> Settings:
+    return Settings.model_validate({"store": {"url": url, "namespace": namespace}})
+
+
+@pytest.fixture
+def redis_server() -> Iterator[Any]:
+    from tests.redis.conftest import RedisServer
+
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_a_new_store_setting_closes_the_old_store(redis_server: Any) -> None:
+    reg = BreakerRegistry()
+    try:
+        apply_settings(_redis_settings(redis_server.url, "one"), reg)
+        old = reg.store
+        reg.get("svc").force_open()  # connects: a client and a pub/sub listener
+        assert _wait_for(lambda: _clients(redis_server.port) >= 2)
+        # The same settings again (a reload that did not touch [store]) keep it open.
+        apply_settings(_redis_settings(redis_server.url, "one"), reg)
+        assert reg.store is old
+        assert _clients(redis_server.port) >= 2
+        apply_settings(_redis_settings(redis_server.url, "two"), reg)
+        assert reg.store is not old
+        assert _wait_for(lambda: _clients(redis_server.port) == 0), _clients(redis_server.port)
+        assert reg.get("svc").state.value == "closed"  # the new namespace knows nothing
+    finally:
+        reg.clear()
+
+
+@pytest.mark.slow
+async def test_a_reload_on_the_loop_closes_the_old_store_under_a_call_in_flight(
+    redis_server: Any,
+) -> None:
+    reg = BreakerRegistry()
+    try:
+        apply_settings(_redis_settings(redis_server.url, "one"), reg)
+        brk = reg.get("svc")
+        await brk.ready()
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def slow_failure() -> None:
+            started.set()
+            await release.wait()
+            raise OSError("the service's own error")
+
+        call = asyncio.create_task(brk.call(slow_failure))
+        await started.wait()
+        assert await asyncio.to_thread(_clients, redis_server.port) >= 1
+        apply_settings(_redis_settings(redis_server.url, "two"), reg)  # the loop's thread
+        for _ in range(500):  # closed in a task, without blocking the loop
+            if await asyncio.to_thread(_clients, redis_server.port) == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert await asyncio.to_thread(_clients, redis_server.port) == 0
+        release.set()
+        with pytest.raises(OSError, match="own error"):  # not a store error
+            await call
+        assert brk.state.value == "closed"
+    finally:
+        reg.clear()
