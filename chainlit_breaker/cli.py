@@ -51,7 +51,8 @@ reset_timeout = 30.0          # seconds open before one trial call is let throug
 notices = "message"           # how state changes are shown: "message", "toast" or "off"
 show_exception_text = false   # never show exception text to users unless true
 # author = "Service status"
-# Wording; placeholders: {service} (label), {name}, {retry}, {seconds}.
+# Wording; placeholders: {service} (label), {name}, {retry}, {seconds}; about a failure
+# also {error_type} and {error} (the exception text: empty unless show_exception_text).
 # unavailable = "Sorry, {service} is temporarily unavailable. {retry}"
 # opened = "{service} is temporarily unavailable. {retry}"
 # half_opened = "Trying {service} again."

@@ -127,7 +127,8 @@ class StoreSettings(BaseModel):
 class UISettings(BaseModel):
     """``[ui]``: how breakers show up in the chat. Templates may use ``{service}``
     (the breaker's label), ``{name}``, ``{retry}`` (a sentence about when it will be
-    retried) and ``{seconds}``."""
+    retried) and ``{seconds}``; those about a failure also ``{error_type}`` and ``{error}``
+    (the exception text, filled only when ``show_exception_text`` is true)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -843,3 +843,86 @@ async def test_breakers_table_says_why_an_open_breaker_is_open(
     with pytest.raises(ConnectionError):
         await weather("fail")  # the trial fails: open again
     assert table().splitlines()[-1] == "| weather-api | open | 2+ in a row, 1 failed trial | 10 s |"
+
+
+@pytest.mark.parametrize("shown", [True, False])
+async def test_error_placeholder_is_the_failure_text_only_when_allowed(
+    session: Any, shown: bool
+) -> None:
+    use(
+        show_exception_text=shown,
+        step_failed="{service} failed: {error}",
+        unavailable="Sorry, {service} is down{error}. {retry}",
+        error="Oops: {error}",
+    )
+    weather = make_async_tool()
+    handler = make_handler(weather)
+    await handler(user_message("fail"))
+
+    @cb.guard
+    async def buggy(message: Message) -> None:
+        raise KeyError("internal detail")
+
+    await buggy(user_message("x"))
+    steps = [s[3] for s in summary(session) if s[0] == "update_message"]
+    replies = [s[3] for s in summary(session) if s[2] == "Assistant"]
+    if shown:
+        assert steps == [f"Weather-api failed: cannot reach {SECRET}"]
+        assert replies == [
+            f"Sorry, weather-api is downcannot reach {SECRET}. It will be retried shortly.",
+            "Oops: 'internal detail'",
+        ]
+    else:
+        assert steps == ["Weather-api failed:"]
+        assert replies == [
+            "Sorry, weather-api is down. It will be retried shortly.",
+            "Oops:",
+        ]
+        assert "hunter2" not in repr(session.emit.call_args_list)
+        assert "internal detail" not in repr(session.emit.call_args_list)
+
+
+async def test_show_exception_text_reaches_the_guard_reply_too(session: Any) -> None:
+    # The README promises exception text "in tool steps and replies" when allowed: the
+    # reply to a failed protected call carries the failure the breaker saw.
+    use(show_exception_text=True)
+    weather = make_async_tool()
+
+    @cb.guard
+    async def wrapped(message: Message) -> None:
+        try:
+            await weather("fail")
+        except ConnectionError as err:
+            raise RuntimeError("tool chain broke") from err
+
+    await wrapped(user_message("x"))
+    weather_breaker = chainlit_breaker.get_breaker("weather-api")
+    weather_breaker.force_open()
+    await wrapped(user_message("y"))  # a rejection: nothing failed, nothing to show
+    replies = [s[3] for s in summary(session) if s[2] == "Assistant"]
+    assert replies == [
+        "Sorry, weather-api is temporarily unavailable. It will be retried shortly.\n\n"
+        f"ConnectionError: cannot reach {SECRET}",
+        "Sorry, weather-api is temporarily unavailable. "
+        "It stays off until an operator turns it back on.",
+    ]
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_a_callable_object_is_a_tool(session: Any, kind: str) -> None:
+    use()
+
+    class Lookup:
+        def __call__(self, city: str) -> str:
+            return f"found {city}"
+
+    class AsyncLookup:
+        async def __call__(self, city: str) -> str:
+            return f"found {city}"
+
+    tool = cb.tool("lookup")(Lookup() if kind == "sync" else AsyncLookup())
+    assert await tool("oslo") == "found oslo"
+    assert summary(session) == [
+        ("new_message", "tool", type(tool.__wrapped__).__name__, "", False),
+        ("update_message", "tool", type(tool.__wrapped__).__name__, "found oslo", False),
+    ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import string
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
@@ -96,6 +97,27 @@ def _fill(
         error_type=error_type, error=error,
     ).strip()  # fmt: skip
     return _sentence(text)
+
+
+def uses_error(template: str) -> bool:
+    """Whether ``template`` places the exception text itself (``{error}``)."""
+    return any(field == "error" for _, field, _, _ in string.Formatter().parse(template))
+
+
+def exception_text(settings: Settings, exc: BaseException | None) -> str:
+    """What ``{error}`` shows: the exception's text, only with ``show_exception_text``."""
+    if exc is None or not settings.ui.show_exception_text:
+        return ""
+    return str(exc) or type(exc).__name__
+
+
+def with_exception(text: str, template: str, settings: Settings, exc: BaseException | None) -> str:
+    """``text`` plus the exception when it may be shown and the template has no place
+    for it (``{error}``), so show_exception_text reaches every reply."""
+    detail = exception_text(settings, exc)
+    if not detail or exc is None or uses_error(template):
+        return text
+    return f"{text}\n\n{type(exc).__name__}: {detail}"
 
 
 def _sentence(text: str) -> str:
@@ -481,10 +503,19 @@ async def handle_command(
     return True
 
 
-def unavailable_text(settings: Settings, err: CircuitOpenError) -> str:
-    """The guard's reply to a rejected call (or the breaker's configured fallback)."""
+def unavailable_text(
+    settings: Settings, err: CircuitOpenError, failure: BaseException | None = None
+) -> str:
+    """The guard's reply to a rejected call, or to ``failure`` of a protected call (or
+    the breaker's configured fallback, which is shown as written)."""
     fallback = settings.fallback(err.name)
     if fallback is not None:
         return fallback
     retry = retry_text(settings, err.retry_after, err.state, err.name)
-    return _fill(settings.ui.unavailable, settings, err.name, retry, _seconds(err.retry_after))
+    template = settings.ui.unavailable
+    text = _fill(
+        template, settings, err.name, retry, _seconds(err.retry_after),
+        error_type=type(failure).__name__ if failure is not None else "",
+        error=exception_text(settings, failure),
+    )  # fmt: skip
+    return with_exception(text, template, settings, failure)

@@ -49,11 +49,12 @@ def _proxy(
 
 
 def _failure_text(settings: Settings, name: str, exc: BaseException) -> str:
-    if settings.ui.show_exception_text:
-        detail = str(exc) or type(exc).__name__
+    template = settings.ui.step_failed
+    detail = notices.exception_text(settings, exc)
+    if detail and not notices.uses_error(template):
         return notices._sentence(f"{settings.label(name)} failed: {detail}")
     return notices._fill(
-        settings.ui.step_failed, settings, name, "", 0, error_type=type(exc).__name__
+        template, settings, name, "", 0, error_type=type(exc).__name__, error=detail
     )
 
 
@@ -91,8 +92,11 @@ def tool(
     def decorate(fn: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
         if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
             raise TypeError("tool() wraps functions; stream generators with stream()")
-        is_async = inspect.iscoroutinefunction(fn)
-        step_name = name or fn.__name__
+        # A callable object has no __name__, and its async-ness is its __call__'s.
+        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)
+        )
+        step_name = name or getattr(fn, "__name__", None) or type(fn).__name__
 
         async def body(*args: Any, **kwargs: Any) -> Any:
             work: Awaitable[Any] = (
@@ -145,9 +149,12 @@ def tool(
     return decorate
 
 
-def _attribute(exc: BaseException, scope: notices._Scope) -> str | None:
+def _attribute(
+    exc: BaseException, scope: notices._Scope
+) -> tuple[str, BaseException | None] | None:
     """The breaker whose protected call raised ``exc``, or an exception it chains or
-    groups (``asyncio.TaskGroup`` running several tools at once)."""
+    groups (``asyncio.TaskGroup`` running several tools at once), and the failure that
+    breaker saw (None for a rejection)."""
     with scope.lock:
         failures = list(scope.failures)
     seen: set[int] = set()
@@ -158,10 +165,10 @@ def _attribute(exc: BaseException, scope: notices._Scope) -> str | None:
             continue
         seen.add(id(current))
         if isinstance(current, CircuitOpenError):
-            return current.name
+            return current.name, None
         for error, name in reversed(failures):
             if error is current:
-                return name
+                return name, error
         if isinstance(current, BaseExceptionGroup):
             todo.extend(current.exceptions)
         todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
@@ -208,15 +215,20 @@ def guard(
             try:
                 return await handler(*args, **kwargs)
             except Exception as exc:
-                name = _attribute(exc, scope)
-                if name is None:
+                found = _attribute(exc, scope)
+                if found is None:
                     log.exception("chainlit_breaker: on_message failed")
-                    text = notices._fill(settings.ui.error, settings, "", "", 0)
-                    if settings.ui.show_exception_text:
-                        text = f"{text}\n\n{type(exc).__name__}: {exc}"
+                    template = settings.ui.error
+                    text = notices._fill(
+                        template, settings, "", "", 0, error_type=type(exc).__name__,
+                        error=notices.exception_text(settings, exc),
+                    )  # fmt: skip
+                    text = notices.with_exception(text, template, settings, exc)
                 else:
+                    name, failure = found
                     replied.add(name)
-                    text = notices.unavailable_text(settings, _as_rejection(exc, name))
+                    rejection = _as_rejection(exc, name)
+                    text = notices.unavailable_text(settings, rejection, failure)
                 reply: Any = Message(content=text)
                 await reply.send()
                 return None
