@@ -127,7 +127,20 @@ def _status(args: argparse.Namespace) -> int:
 def _command(args: argparse.Namespace) -> int:
     reg = _registry(args)
     try:
-        state = reg.get(args.name).command(_OPS[args.command])
+        configured = reg.names()
+        brk = reg.get(args.name)  # off the loop: reads the shared state before returning
+        # Known: configured in breakers.toml, or with state in the store (a breaker set
+        # up in code that has been used). Anything else is most likely a typo, and a
+        # command would create a breaker that no app uses.
+        if args.name not in configured and brk.snapshot.version == 0 and not args.create:
+            known = ", ".join(configured) or "none configured"
+            print(
+                f"error: no breaker called {args.name!r} in breakers.toml or in the store "
+                f"(known: {known}); pass --create to {args.command} it anyway",
+                file=sys.stderr,
+            )
+            return 1
+        state = brk.command(_OPS[args.command])
         print(f"{args.name}: {state.value}")
     finally:
         reg.clear()
@@ -154,6 +167,11 @@ def _parser() -> argparse.ArgumentParser:
     for op, text in (("reset", "reset"), ("open", "force open"), ("close", "force closed")):
         cmd = sub.add_parser(op, parents=[common], help=f"{text} a breaker (Redis store)")
         cmd.add_argument("name")
+        cmd.add_argument(
+            "--create",
+            action="store_true",
+            help="act on a breaker that is neither in breakers.toml nor in the store yet",
+        )
         cmd.set_defaults(run=_command)
     return parser
 

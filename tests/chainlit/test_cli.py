@@ -104,6 +104,23 @@ def test_status_open_close_reset_through_redis(
         assert cli("close", "weather-api") == "weather-api: closed\n"
         assert app.get("weather-api").state is BreakerState.CLOSED
         assert cli("reset", "weather-api") == "weather-api: closed\n"
+
+        # A typo must not create a breaker nobody uses: refused, with the known names.
+        assert main(["open", "wether-api", *root]) == 1
+        out = capsys.readouterr()
+        assert out.out == ""
+        assert out.err == (
+            "error: no breaker called 'wether-api' in breakers.toml or in the store "
+            "(known: weather-api); pass --create to open it anyway\n"
+        )
+        assert main(["reset", "wether-api", *root]) == 1  # nothing was written
+        assert "no breaker called 'wether-api'" in capsys.readouterr().err
+        # A breaker configured only in code is known once it has state in the store.
+        app.get("search").force_open()
+        assert cli("reset", "search") == "search: closed\n"
+        assert app.get("search").state is BreakerState.CLOSED
+        assert cli("open", "new-one", "--create") == "new-one: forced_open\n"
+        assert app.get("new-one").state is BreakerState.FORCED_OPEN
         app.clear()
     finally:
         server.stop()
