@@ -1,8 +1,8 @@
 -- acquire: a call wants to run (core Acquire). CLOSED/DISABLED admit, OPEN rejects until
 -- open_until then turns HALF_OPEN, HALF_OPEN hands out at most half_open_max_calls leases.
 -- KEYS[1]   the breaker's hash
--- ARGV[1..19] see common.lua (uses half_open_max_calls and trial_lease_ttl)
--- ARGV[20]  the permit (trial lease id) the caller would hold
+-- ARGV[1..7] see common.lua (uses half_open_max_calls and trial_lease_ttl)
+-- ARGV[8]   the permit (trial lease id) the caller would hold
 
 local function acquire(S, permit)
   if S.st == 'closed' or S.st == 'disabled' then return S, {'admit', 0} end
@@ -18,17 +18,18 @@ local function acquire(S, permit)
     prev = 'open'
   end
   local leases = live(S.leases)
-  if #leases >= tonumber(ARGV[16]) then
+  local _, _, _, _, _, _, _, _, _, _, hmax, _, lttl = policy()
+  if #leases >= tonumber(hmax) then
     if #leases ~= #S.leases then
       S.leases = leases
       S.ver = S.ver + 1
     end
     return S, {'reject', 0, reason, prev}
   end
-  leases[#leases + 1] = {permit, NOW + tonumber(ARGV[18])}
+  leases[#leases + 1] = {permit, NOW + tonumber(lttl)}
   S.leases = leases
   S.ver = S.ver + 1
   return S, {'trial', 0, reason, prev}
 end
 
-return run(function(S) return acquire(S, ARGV[20]) end, false)
+return run(function(S) return acquire(S, ARGV[8]) end, false)

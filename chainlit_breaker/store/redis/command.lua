@@ -1,7 +1,7 @@
 -- command: an operator override (core Command): force_open, force_closed, disable, reset.
 -- KEYS[1]   the breaker's hash
--- ARGV[1..19] see common.lua (the policy is not used)
--- ARGV[20]  the op's value
+-- ARGV[1..7] see common.lua (the policy is not used)
+-- ARGV[8]   the op's value
 
 local function command(S, op)
   local N = fresh()
@@ -21,4 +21,4 @@ local function command(S, op)
   return N, {'done', 0, 'manual ' .. op, prev}
 end
 
-return run(function(S) return command(S, ARGV[20]) end, true)
+return run(function(S) return command(S, ARGV[8]) end, true)

@@ -9,19 +9,22 @@
 -- ARGV[3]   pub/sub channel for state changes ("" : do not publish)
 -- ARGV[4]   origin: the publishing store's token, echoed in the message
 -- ARGV[5]   the encoded breaker name, echoed in the message
--- ARGV[6..18]  the policy: failure_threshold, failure_rate_threshold,
---              slow_call_rate_threshold ("" for None), window_kind ("count"|"time"),
---              window_size, minimum_calls, reset_timeout, backoff_multiplier,
---              max_reset_timeout ("" for None), jitter, half_open_max_calls,
---              success_threshold, trial_lease_ttl
--- ARGV[19]  rand in [0, 1) for the backoff jitter
--- ARGV[20..] op arguments (see each op script)
+-- ARGV[6]   the policy, 13 values joined by "|" (one argument: each one costs the client
+--           to pack and the server to convert): failure_threshold, failure_rate_threshold,
+--           slow_call_rate_threshold ("" for None), window_kind ("count"|"time"),
+--           window_size, minimum_calls, reset_timeout, backoff_multiplier,
+--           max_reset_timeout ("" for None), jitter, half_open_max_calls,
+--           success_threshold, trial_lease_ttl; see policy()
+-- ARGV[7]   rand in [0, 1) for the backoff jitter
+-- ARGV[8..] op arguments (see each op script)
+-- A read sends ARGV[1] only: it never saves or publishes.
 --
 -- Hash fields: v (schema, "1"), ep (epoch: server time of the key's creation), st, cf,
 -- codes, bk ("sec,calls,failures,slow;..."), oa, ou, oc, ts, ver, and "l:<permit>" = expiry.
--- Reply and message: warn, now, verdict, retry_after, reason, previous, epoch, state, cf,
--- codes, buckets, opened_at, open_until, open_count, trial_successes, version,
--- then permit, expiry pairs. Every element is a string ("" for None).
+-- Reply: one string joining with "|" warn, now, verdict, retry_after, reason, previous,
+-- epoch, state, cf, codes, buckets, opened_at, open_until, open_count, trial_successes,
+-- version ("" for None); then permit, expiry pairs. A change message is the JSON array of
+-- the encoded name, the origin and the reply's elements.
 
 local KEY = KEYS[1]
 local SCHEMA = '1'
@@ -43,6 +46,12 @@ local function num(s)
   return tonumber(s)
 end
 
+-- The policy's 13 values as strings, in ARGV[6]'s order; only ops that need them call it.
+local function policy()
+  return string.match(ARGV[6], '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|'
+                               .. '([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+end
+
 local function fresh()
   return {st = 'closed', cf = 0, codes = '', bk = {}, oc = 0, ts = 0, leases = {}, ver = 0}
 end
@@ -61,9 +70,9 @@ local function fmt(x)
   return string.format('%.17g', x)
 end
 
--- Returns the state, its epoch, a warning ("" when the stored data was sound) and the
--- stored fields (what save() compares against). Missing, garbage and another schema all
--- load as a fresh state: garbage is deleted first.
+-- Returns the state, its epoch ("" when the key is new), a warning ("" when the stored data
+-- was sound) and whether the hash holds fields that are not ours (save() then rewrites it).
+-- Missing, garbage and another schema all load as a fresh state: garbage is deleted.
 local function load()
   -- HGETALL answers a missing key with an empty list (a hash is never empty) and any
   -- other type with an error: no TYPE call on the common path.
@@ -71,16 +80,17 @@ local function load()
   if flat.err then
     local kind = redis.call('TYPE', KEY)
     redis.call('DEL', KEY)
-    return fresh(), '', 'stored key had type ' .. tostring(kind.ok or kind), {}
+    return fresh(), '', 'stored key had type ' .. tostring(kind.ok or kind), false
   end
-  if #flat == 0 then return fresh(), '', '', {} end
+  if #flat == 0 then return fresh(), '', '', false end
   local h = {}
   local leases = {}
   for i = 1, #flat, 2 do
     local f, x = flat[i], flat[i + 1]
-    h[f] = x
     if string.byte(f, 2) == 58 and string.byte(f, 1) == 108 then  -- "l:"
       leases[#leases + 1] = {string.sub(f, 3), tonumber(x)}
+    else
+      h[f] = x
     end
   end
   local bad = nil
@@ -120,10 +130,14 @@ local function load()
   end
   if bad ~= nil then
     redis.call('DEL', KEY)
-    return fresh(), '', bad, {}
+    return fresh(), '', bad, false
   end
   S.leases = leases
-  return S, h.ep, '', h
+  -- v, ep, st, cf, oc, ts, ver are there (checked above); anything beyond the optional
+  -- fields is not ours.
+  local ours = 7 + (h.codes and 1 or 0) + (h.bk and 1 or 0) + (h.oa and 1 or 0)
+               + (h.ou and 1 or 0) + #leases
+  return S, h.ep, '', #flat ~= 2 * ours
 end
 
 local function buckets_text(bk)
@@ -142,39 +156,65 @@ local function new_epoch()
   return string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
 end
 
--- The hash as S should store it; the reply reuses these texts.
-local function fields(S, epoch)
-  local w = {v = SCHEMA, ep = epoch, st = S.st, cf = string.format('%d', S.cf),
-             oc = string.format('%d', S.oc), ts = string.format('%d', S.ts),
-             ver = string.format('%d', S.ver)}
-  if S.codes ~= '' then w.codes = S.codes end
-  if #S.bk > 0 then w.bk = buckets_text(S.bk) end
-  if S.oa ~= nil then w.oa = fmt(S.oa) end
-  if S.ou ~= nil then w.ou = fmt(S.ou) end
-  for _, l in ipairs(S.leases) do w['l:' .. l[1]] = fmt(l[2]) end
-  return w
+local function int(x)
+  return string.format('%d', x)
 end
 
--- Writes only what differs from the stored fields ``old`` (HSET changed, HDEL gone), then
--- sets the idle expiry.
-local function save(S, w, old, existed)
-  local set, gone = {}, {}
-  for f, x in pairs(w) do
-    if old[f] ~= x then set[#set + 1] = f; set[#set + 1] = x end
+-- Writes the fields of N that differ from O (the state as loaded), or every field when
+-- ``whole`` (a new key, or one with fields that are not ours), then sets the idle expiry.
+-- Formatting numbers is a large part of a script's cost: only changed ones are formatted.
+local function save(N, O, epoch, existed, whole)
+  local set = {}
+  local gone = {}
+  if whole then
+    if existed then redis.call('DEL', KEY) end
+    set = {'v', SCHEMA, 'ep', epoch, 'st', N.st, 'cf', int(N.cf), 'oc', int(N.oc),
+           'ts', int(N.ts), 'ver', int(N.ver)}
+    O = {codes = '', bk = {}, leases = {}}
+  else
+    if N.st ~= O.st then set[#set + 1] = 'st'; set[#set + 1] = N.st end
+    if N.cf ~= O.cf then set[#set + 1] = 'cf'; set[#set + 1] = int(N.cf) end
+    if N.oc ~= O.oc then set[#set + 1] = 'oc'; set[#set + 1] = int(N.oc) end
+    if N.ts ~= O.ts then set[#set + 1] = 'ts'; set[#set + 1] = int(N.ts) end
+    set[#set + 1] = 'ver'; set[#set + 1] = int(N.ver)
+    if N.oa ~= O.oa then
+      if N.oa == nil then gone[#gone + 1] = 'oa' else set[#set + 1] = 'oa'; set[#set + 1] = fmt(N.oa) end
+    end
+    if N.ou ~= O.ou then
+      if N.ou == nil then gone[#gone + 1] = 'ou' else set[#set + 1] = 'ou'; set[#set + 1] = fmt(N.ou) end
+    end
   end
-  for f in pairs(old) do
-    if w[f] == nil then gone[#gone + 1] = f end
+  if N.codes ~= O.codes then
+    if N.codes == '' then gone[#gone + 1] = 'codes' else set[#set + 1] = 'codes'; set[#set + 1] = N.codes end
+  end
+  if N.bk ~= O.bk and (#N.bk > 0 or #O.bk > 0) then
+    if #N.bk == 0 then gone[#gone + 1] = 'bk' else set[#set + 1] = 'bk'; set[#set + 1] = buckets_text(N.bk) end
+  end
+  if N.leases ~= O.leases then
+    local keep = {}
+    for _, l in ipairs(N.leases) do
+      keep[l[1]] = true
+      set[#set + 1] = 'l:' .. l[1]
+      set[#set + 1] = fmt(l[2])
+    end
+    for _, l in ipairs(O.leases) do
+      if not keep[l[1]] then gone[#gone + 1] = 'l:' .. l[1] end
+    end
+  end
+  if whole then
+    if N.oa ~= nil then set[#set + 1] = 'oa'; set[#set + 1] = fmt(N.oa) end
+    if N.ou ~= nil then set[#set + 1] = 'ou'; set[#set + 1] = fmt(N.ou) end
   end
   if #gone > 0 then redis.call('HDEL', KEY, unpack(gone)) end
-  if #set > 0 then redis.call('HSET', KEY, unpack(set)) end
+  redis.call('HSET', KEY, unpack(set))
   local idle = tonumber(ARGV[2])
   -- Overrides never expire: an operator's force_open must not lapse on its own.
-  if idle > 0 and S.st ~= 'forced_open' and S.st ~= 'disabled' then
+  if idle > 0 and N.st ~= 'forced_open' and N.st ~= 'disabled' then
     local keep = 0
-    for _, l in ipairs(S.leases) do
+    for _, l in ipairs(N.leases) do
       if l[2] - NOW > keep then keep = l[2] - NOW end
     end
-    if S.ou ~= nil and S.ou - NOW > keep then keep = S.ou - NOW end
+    if N.ou ~= nil and N.ou - NOW > keep then keep = N.ou - NOW end
     local ms = idle + keep * 1000
     -- A backoff of centuries would overflow PEXPIRE's integer: keep such a key instead.
     if ms > 3e12 then
@@ -187,9 +227,17 @@ local function save(S, w, old, existed)
   end
 end
 
-local function reply(S, w, epoch, warn, D)
-  local r = {warn, fmt(NOW), D[1], fmt(D[2]), D[3] or '', D[4] or '', epoch, S.st, w.cf,
-             S.codes, w.bk or '', w.oa or '', w.ou or '', w.oc, w.ts, w.ver}
+-- One string for the fixed fields (a single bulk string costs the server and the client
+-- far less than sixteen), then one element per lease id and expiry: ids are the callers'.
+local function reply(S, epoch, warn, D)
+  if warn ~= '' then warn = (string.gsub(warn, '|', '/')) end
+  local retry = D[2] == 0 and '0' or fmt(D[2])
+  local bk = #S.bk > 0 and buckets_text(S.bk) or ''
+  local oa = S.oa ~= nil and fmt(S.oa) or ''
+  local ou = S.ou ~= nil and fmt(S.ou) or ''
+  local r = {string.format('%s|%.17g|%s|%s|%s|%s|%s|%s|%d|%s|%s|%s|%s|%d|%d|%d', warn, NOW,
+                           D[1], retry, D[3] or '', D[4] or '', epoch, S.st, S.cf, S.codes,
+                           bk, oa, ou, S.oc, S.ts, S.ver)}
   for _, l in ipairs(S.leases) do
     r[#r + 1] = l[1]
     r[#r + 1] = fmt(l[2])
@@ -211,21 +259,22 @@ end
 -- Runs ``step(S)`` (which returns the next state and decision), then saves and publishes
 -- when the version moved. ``always_publish`` is set for operator commands.
 local function run(step, always_publish)
-  local S, epoch, warn, old = load()
-  local old_ver, old_st, old_cf = S.ver, S.st, S.cf
+  local S, epoch, warn, extra = load()
+  -- The loaded values, for save(): the steps replace S's tables, never change them.
+  local O = {st = S.st, cf = S.cf, oc = S.oc, ts = S.ts, ver = S.ver, codes = S.codes,
+             bk = S.bk, oa = S.oa, ou = S.ou, leases = S.leases}
   local N, D = step(S)
   local existed = epoch ~= ''
   if not existed then epoch = new_epoch() end
-  local w = fields(N, epoch)
-  if N.ver ~= old_ver then
-    save(N, w, old, existed)
+  if N.ver ~= O.ver then
+    save(N, O, epoch, existed, extra or not existed)
     local channel = ARGV[3]
-    if channel ~= '' and (always_publish or N.st ~= old_st or (N.cf == 0) ~= (old_cf == 0)) then
-      local msg = reply(N, w, epoch, '', D)
+    if channel ~= '' and (always_publish or N.st ~= O.st or (N.cf == 0) ~= (O.cf == 0)) then
+      local msg = reply(N, epoch, '', D)
       table.insert(msg, 1, ARGV[4])
       table.insert(msg, 1, ARGV[5])
       redis.call('PUBLISH', channel, cjson.encode(msg))
     end
   end
-  return reply(N, w, epoch, warn, D)
+  return reply(N, epoch, warn, D)
 end

@@ -1,36 +1,45 @@
 -- record: outcomes of finished calls (core Record), applied in order in one step, so a
 -- failure also applies the caller's pending batch of successes.
 -- KEYS[1]   the breaker's hash
--- ARGV[1..19] see common.lua
--- ARGV[20]  number of records n
--- ARGV[21..20+4n] per record: failure ("0"|"1"), slow ("0"|"1"), count, permit ("" none)
+-- ARGV[1..7] see common.lua
+-- ARGV[8]   number of records n
+-- ARGV[9..8+4n] per record: failure ("0"|"1"), slow ("0"|"1"), count, permit ("" none)
 
-local FT, FRT, SRT = num(ARGV[6]), num(ARGV[7]), num(ARGV[8])
+-- Every record needs the thresholds; the rest of the policy only a window or a trip does.
+local ft, frt, srt = string.match(ARGV[6], '^([^|]*)|([^|]*)|([^|]*)|')
+local FT, FRT, SRT = num(ft), num(frt), num(srt)
 local UW = (FRT ~= nil) or (SRT ~= nil)  -- the policy uses a window
+local WK, WS, MC, RT, BM, MRT, JIT, STH
+local function rest_of_policy()
+  if WK ~= nil then return end
+  local _
+  _, _, _, WK, WS, MC, RT, BM, MRT, JIT, _, STH = policy()
+end
 
--- Policy.open_timeout for the n-th opening; the policy's numbers are read only on a trip.
+-- Policy.open_timeout for the n-th opening.
 local function open_timeout(n)
-  local rt, bm, mrt, jit = tonumber(ARGV[12]), tonumber(ARGV[13]), num(ARGV[14]),
-                           tonumber(ARGV[15])
+  rest_of_policy()
+  local rt, bm, mrt, jit = tonumber(RT), tonumber(BM), num(MRT), tonumber(JIT)
   local e = n - 1
   if e < 0 then e = 0 end
   -- clamped like Policy.open_timeout (MAX_BACKOFF_EXPONENT) so it never overflows
   if e > 64 then e = 64 end
   local t = rt * bm ^ e
   if mrt ~= nil and mrt < t then t = mrt end
-  if jit ~= 0 then t = t * (1.0 + jit * (2.0 * tonumber(ARGV[19]) - 1.0)) end
+  if jit ~= 0 then t = t * (1.0 + jit * (2.0 * tonumber(ARGV[7]) - 1.0)) end
   if t < 0 then t = 0.0 end
   return t
 end
 
 local function totals(S)
-  if ARGV[9] == 'count' then
+  rest_of_policy()
+  if WK == 'count' then
     local _, f1 = string.gsub(S.codes, '1', '')
     local _, s2 = string.gsub(S.codes, '2', '')
     local _, b3 = string.gsub(S.codes, '3', '')
     return #S.codes, f1 + b3, s2 + b3
   end
-  local horizon = math.floor(NOW) - tonumber(ARGV[10])
+  local horizon = math.floor(NOW) - tonumber(WS)
   local calls, failures, slow = 0, 0, 0
   for _, b in ipairs(S.bk) do
     if b[1] > horizon then
@@ -43,8 +52,9 @@ local function totals(S)
 end
 
 local function push(S, failure, slow, count)
-  local ws = tonumber(ARGV[10])
-  if ARGV[9] == 'count' then
+  rest_of_policy()
+  local ws = tonumber(WS)
+  if WK == 'count' then
     local n = math.min(count, ws)
     S.codes = string.sub(S.codes .. string.rep(tostring(failure + 2 * slow), n), -ws)
     return
@@ -71,7 +81,8 @@ local function trip_reason(S)
   end
   if not UW then return nil end
   local calls, failures, slow = totals(S)
-  if calls < tonumber(ARGV[11]) or calls == 0 then return nil end
+  rest_of_policy()
+  if calls < tonumber(MC) or calls == 0 then return nil end
   if FRT ~= nil and failures / calls >= FRT then
     return string.format('failure rate %d/%d calls', failures, calls)
   end
@@ -112,7 +123,8 @@ local function record(S, failure, slow, count, permit)
   if not held then return S, DONE end
   if failure == 1 then return open_(S, 'trial call failed') end
   local successes = S.ts + 1
-  if successes >= tonumber(ARGV[17]) then
+  rest_of_policy()
+  if successes >= tonumber(STH) then
     local N = fresh()
     N.ver = S.ver + 1
     return N, {'done', 0, 'trial calls succeeded', 'half_open'}
@@ -129,9 +141,9 @@ end
 
 return run(function(S)
   local D = DONE
-  local n = tonumber(ARGV[20])
+  local n = tonumber(ARGV[8])
   for i = 0, n - 1 do
-    local base = 21 + 4 * i
+    local base = 9 + 4 * i
     local d
     S, d = record(S, tonumber(ARGV[base]), tonumber(ARGV[base + 1]),
                   tonumber(ARGV[base + 2]), ARGV[base + 3])

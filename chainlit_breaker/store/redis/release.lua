@@ -1,7 +1,7 @@
 -- release: a trial call ended without an outcome (core Release): give its lease back.
 -- KEYS[1]   the breaker's hash
--- ARGV[1..19] see common.lua (the policy is not used)
--- ARGV[20]  the permit to release
+-- ARGV[1..7] see common.lua (the policy is not used)
+-- ARGV[8]   the permit to release
 
 local function release(S, permit)
   if S.st ~= 'half_open' then return S, DONE end
@@ -15,4 +15,4 @@ local function release(S, permit)
   return S, DONE
 end
 
-return run(function(S) return release(S, ARGV[20]) end, false)
+return run(function(S) return release(S, ARGV[8]) end, false)

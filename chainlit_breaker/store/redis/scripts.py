@@ -59,28 +59,31 @@ def _num(value: float | None) -> str:
 
 
 @lru_cache(maxsize=256)
-def policy_args(policy: Policy) -> tuple[str, ...]:
-    """ARGV[6..18]: sent on every call, so config in code always wins over Redis."""
+def policy_args(policy: Policy) -> str:
+    """ARGV[6], the policy's values joined by "|": sent on every call, so config in code
+    always wins over Redis."""
     p = policy
-    return (
-        "" if p.failure_threshold is None else str(p.failure_threshold),
-        _num(p.failure_rate_threshold),
-        _num(p.slow_call_rate_threshold),
-        p.window_kind.value,
-        str(p.window_size),
-        str(p.minimum_calls),
-        _num(p.reset_timeout),
-        _num(p.backoff_multiplier),
-        _num(p.max_reset_timeout),
-        _num(p.jitter),
-        str(p.half_open_max_calls),
-        str(p.success_threshold),
-        _num(p.trial_lease_ttl),
+    return "|".join(
+        (
+            "" if p.failure_threshold is None else str(p.failure_threshold),
+            _num(p.failure_rate_threshold),
+            _num(p.slow_call_rate_threshold),
+            p.window_kind.value,
+            str(p.window_size),
+            str(p.minimum_calls),
+            _num(p.reset_timeout),
+            _num(p.backoff_multiplier),
+            _num(p.max_reset_timeout),
+            _num(p.jitter),
+            str(p.half_open_max_calls),
+            str(p.success_threshold),
+            _num(p.trial_lease_ttl),
+        )
     )
 
 
 def event_args(event: Event, pending: int) -> tuple[Script, tuple[str, ...]]:
-    """The script for ``event`` and its op arguments (ARGV[20..]); ``pending`` plain
+    """The script for ``event`` and its op arguments (ARGV[8..]); ``pending`` plain
     successes are applied first (only meaningful for a Record)."""
     if isinstance(event, Record):
         records: list[str] = []
@@ -156,10 +159,16 @@ _STATES = {s.value: s for s in BreakerState}
 
 
 def parse(fields: list[object] | tuple[object, ...]) -> Reply:
-    """Parse a reply (a list of strings as built by common.lua's ``reply``)."""
-    f = [_text(x) for x in fields]
-    if len(f) < 16 or len(f) % 2:
-        raise ValueError(f"malformed script reply ({len(f)} fields)")
+    """Parse a reply as built by common.lua's ``reply`` (the fixed fields joined in one
+    string, then permit, expiry pairs), or the same with the fixed fields as 16 elements."""
+    if len(fields) % 2:
+        f = _text(fields[0]).split("|")
+        rest = [_text(x) for x in fields[1:]]
+    else:
+        f = [_text(x) for x in fields]
+        f, rest = f[:16], f[16:]
+    if len(f) != 16:
+        raise ValueError(f"malformed script reply ({len(f)} fixed fields)")
     reason = f[4] or None
     previous = _STATES[f[5]] if f[5] else None
     decision = Decision(_VERDICTS[f[2]], float(f[3]), reason, previous)
@@ -168,8 +177,11 @@ def parse(fields: list[object] | tuple[object, ...]) -> Reply:
         for item in f[10].split(";"):
             a, b, c, d = item.split(",")
             buckets.append((int(a), int(b), int(c), int(d)))
-    leases: list[Lease] = [(f[i], float(f[i + 1])) for i in range(16, len(f), 2)]
-    leases.sort(key=lambda lease: (lease[1], lease[0]))
+    leases: tuple[Lease, ...] = ()
+    if rest:
+        pairs = [(rest[i], float(rest[i + 1])) for i in range(0, len(rest), 2)]
+        pairs.sort(key=lambda lease: (lease[1], lease[0]))
+        leases = tuple(pairs)
     snapshot = Snapshot(
         state=_STATES[f[7]],
         consecutive_failures=int(f[8]),
@@ -179,7 +191,7 @@ def parse(fields: list[object] | tuple[object, ...]) -> Reply:
         open_until=_opt(f[12]),
         open_count=int(f[13]),
         trial_successes=int(f[14]),
-        leases=tuple(leases),
+        leases=leases,
         version=int(f[15]),
     )
     sec, _, usec = f[6].partition(".")

@@ -45,6 +45,7 @@ _DISABLED = BreakerState.DISABLED
 _DONE = Decision(Verdict.DONE)
 _ADMIT = Decision(Verdict.ADMIT)
 _IGNORED_STATES = (_OPEN, _FORCED_OPEN, _DISABLED)
+_READ = SCRIPTS["read"]
 
 
 class RedisSlot:
@@ -563,15 +564,24 @@ class RedisStore:
     # -- script calls --------------------------------------------------------------------------
 
     def _argv(
-        self, enc: str, now: float, policy: Policy, rand: float, op: tuple[str, ...]
+        self,
+        script: Script,
+        enc: str,
+        now: float,
+        policy: Policy,
+        rand: float,
+        op: tuple[str, ...],
     ) -> list[str]:
+        clock = repr(float(now)) if self._caller_time else ""
+        if script is _READ:
+            return [clock]  # a read never saves or publishes: the rest would be unused
         return [
-            repr(float(now)) if self._caller_time else "",
+            clock,
             self._ttl_ms,
             self._channel,
             self._token,
             enc,
-            *policy_args(policy),
+            policy_args(policy),
             repr(float(rand)),
             *op,
         ]
@@ -586,7 +596,7 @@ class RedisStore:
         rand: float,
         op: tuple[str, ...],
     ) -> list[Any]:
-        args = self._argv(enc, now, policy, rand, op)
+        args = self._argv(script, enc, now, policy, rand, op)
         client = self._client
         try:
             return cast(list[Any], client.evalsha(script.sha, 1, key, *args))
@@ -604,7 +614,7 @@ class RedisStore:
         rand: float,
         op: tuple[str, ...],
     ) -> list[Any]:
-        args = self._argv(enc, now, policy, rand, op)
+        args = self._argv(script, enc, now, policy, rand, op)
         try:
             return cast(list[Any], await client.evalsha(script.sha, 1, key, *args))
         except NoScriptError:
