@@ -84,13 +84,25 @@ local function load()
   end
   if #flat == 0 then return fresh(), '', '', false end
   local h = {}
+  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+  -- Our fixed fields; any other field is a lease ("l:<permit>") or not ours.
+  local known = (h.v and 1 or 0) + (h.ep and 1 or 0) + (h.st and 1 or 0) + (h.cf and 1 or 0)
+                + (h.oc and 1 or 0) + (h.ts and 1 or 0) + (h.ver and 1 or 0)
+                + (h.codes and 1 or 0) + (h.bk and 1 or 0) + (h.oa and 1 or 0)
+                + (h.ou and 1 or 0)
   local leases = {}
-  for i = 1, #flat, 2 do
-    local f, x = flat[i], flat[i + 1]
-    if string.byte(f, 2) == 58 and string.byte(f, 1) == 108 then  -- "l:"
-      leases[#leases + 1] = {string.sub(f, 3), tonumber(x)}
-    else
-      h[f] = x
+  local extra = false
+  if #flat > 2 * known then
+    for i = 1, #flat, 2 do
+      local f = flat[i]
+      if string.sub(f, 1, 2) == 'l:' then
+        leases[#leases + 1] = {string.sub(f, 3), tonumber(flat[i + 1])}
+        h[f] = nil
+      elseif h[f] ~= nil and (f ~= 'v' and f ~= 'ep' and f ~= 'st' and f ~= 'cf' and f ~= 'oc'
+          and f ~= 'ts' and f ~= 'ver' and f ~= 'codes' and f ~= 'bk' and f ~= 'oa'
+          and f ~= 'ou') then
+        extra = true
+      end
     end
   end
   local bad = nil
@@ -100,12 +112,13 @@ local function load()
   else
     local st = h.st
     S = {st = st, cf = count_of(h.cf), oc = count_of(h.oc), ts = count_of(h.ts),
-         ver = count_of(h.ver), codes = h.codes or '', oa = num(h.oa), ou = num(h.ou),
-         bk = {}}
+         ver = count_of(h.ver), codes = h.codes or '', bk = {}}
+    if h.oa then S.oa = tonumber(h.oa) end  -- "" is corrupt, as any text that is no number
+    if h.ou then S.ou = tonumber(h.ou) end
     if (st ~= 'closed' and st ~= 'open' and st ~= 'half_open' and st ~= 'forced_open'
         and st ~= 'disabled') or S.cf == nil or S.oc == nil or S.ts == nil
-        or S.ver == nil or string.find(S.codes, '[^0-3]') or (h.oa and S.oa == nil)
-        or (h.ou and S.ou == nil) or h.ep == nil then
+        or S.ver == nil or (S.codes ~= '' and string.find(S.codes, '[^0-3]'))
+        or (h.oa and S.oa == nil) or (h.ou and S.ou == nil) or h.ep == nil then
       bad = 'corrupt stored state'
     end
   end
@@ -133,11 +146,7 @@ local function load()
     return fresh(), '', bad, false
   end
   S.leases = leases
-  -- v, ep, st, cf, oc, ts, ver are there (checked above); anything beyond the optional
-  -- fields is not ours.
-  local ours = 7 + (h.codes and 1 or 0) + (h.bk and 1 or 0) + (h.oa and 1 or 0)
-               + (h.ou and 1 or 0) + #leases
-  return S, h.ep, '', #flat ~= 2 * ours
+  return S, h.ep, '', extra
 end
 
 local function buckets_text(bk)
@@ -220,7 +229,7 @@ local function save(N, O, epoch, existed, whole)
     if ms > 3e12 then
       if existed then redis.call('PERSIST', KEY) end
     else
-      redis.call('PEXPIRE', KEY, math.floor(ms))
+      redis.call('PEXPIRE', KEY, ms - ms % 1)
     end
   elseif existed then
     redis.call('PERSIST', KEY)  -- a key written with an idle TTL before
