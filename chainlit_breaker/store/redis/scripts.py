@@ -128,9 +128,11 @@ class Reply:
         """The snapshot with its times moved onto the caller's clock (read at ``local_now``
         against the script's ``now``): remaining durations are what both sides agree on."""
         offset = local_now - self.now
-        if offset == 0.0:
-            return self.snapshot
         s = self.snapshot
+        if offset == 0.0 or (
+            s.opened_at is None and s.open_until is None and not s.leases and not s.buckets
+        ):
+            return s  # nothing to move (a CLOSED state without a time window, most often)
 
         def move(t: float | None) -> float | None:
             return None if t is None else t + offset
@@ -150,12 +152,9 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _opt(value: str) -> float | None:
-    return float(value) if value else None
-
-
 _VERDICTS = {v.value: v for v in Verdict}
 _STATES = {s.value: s for s in BreakerState}
+_PLAIN = {v.value: Decision(v) for v in Verdict}
 
 
 def parse(fields: list[object] | tuple[object, ...]) -> Reply:
@@ -169,9 +168,11 @@ def parse(fields: list[object] | tuple[object, ...]) -> Reply:
         f, rest = f[:16], f[16:]
     if len(f) != 16:
         raise ValueError(f"malformed script reply ({len(f)} fixed fields)")
-    reason = f[4] or None
-    previous = _STATES[f[5]] if f[5] else None
-    decision = Decision(_VERDICTS[f[2]], float(f[3]), reason, previous)
+    if f[3] == "0" and not f[4] and not f[5]:
+        decision = _PLAIN[f[2]]  # no wait, no change: one shared Decision per verdict
+    else:
+        previous = _STATES[f[5]] if f[5] else None
+        decision = Decision(_VERDICTS[f[2]], float(f[3]), f[4] or None, previous)
     buckets: list[Bucket] = []
     if f[10]:
         for item in f[10].split(";"):
@@ -187,8 +188,8 @@ def parse(fields: list[object] | tuple[object, ...]) -> Reply:
         consecutive_failures=int(f[8]),
         codes=f[9],
         buckets=tuple(buckets),
-        opened_at=_opt(f[11]),
-        open_until=_opt(f[12]),
+        opened_at=float(f[11]) if f[11] else None,
+        open_until=float(f[12]) if f[12] else None,
         open_count=int(f[13]),
         trial_successes=int(f[14]),
         leases=leases,
