@@ -52,8 +52,13 @@ local function policy()
                                .. '([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
 end
 
+-- Shared by every state without window buckets or leases: the steps replace these
+-- tables, never change them, so one empty table spares an allocation per call.
+local EMPTY = {}
+
 local function fresh()
-  return {st = 'closed', cf = 0, codes = '', bk = {}, oc = 0, ts = 0, leases = {}, ver = 0}
+  return {st = 'closed', cf = 0, codes = '', bk = EMPTY, oc = 0, ts = 0, leases = EMPTY,
+          ver = 0}
 end
 
 local function count_of(s)
@@ -90,9 +95,10 @@ local function load()
                 + (h.oc and 1 or 0) + (h.ts and 1 or 0) + (h.ver and 1 or 0)
                 + (h.codes and 1 or 0) + (h.bk and 1 or 0) + (h.oa and 1 or 0)
                 + (h.ou and 1 or 0)
-  local leases = {}
+  local leases = EMPTY
   local extra = false
   if #flat > 2 * known then
+    leases = {}
     for i = 1, #flat, 2 do
       local f = flat[i]
       if string.sub(f, 1, 2) == 'l:' then
@@ -112,7 +118,7 @@ local function load()
   else
     local st = h.st
     S = {st = st, cf = count_of(h.cf), oc = count_of(h.oc), ts = count_of(h.ts),
-         ver = count_of(h.ver), codes = h.codes or '', bk = {}}
+         ver = count_of(h.ver), codes = h.codes or '', bk = EMPTY}
     if h.oa then S.oa = tonumber(h.oa) end  -- "" is corrupt, as any text that is no number
     if h.ou then S.ou = tonumber(h.ou) end
     if (st ~= 'closed' and st ~= 'open' and st ~= 'half_open' and st ~= 'forced_open'
@@ -123,7 +129,8 @@ local function load()
     end
   end
   if bad == nil and h.bk and h.bk ~= '' then
-    local bk = S.bk
+    local bk = {}
+    S.bk = bk
     for item in string.gmatch(h.bk, '[^;]+') do
       local a, b, c, d = string.match(item, '^(%-?%d+),(%d+),(%d+),(%d+)$')
       if a == nil then bad = 'corrupt stored window'; break end
@@ -179,7 +186,7 @@ local function save(N, O, epoch, existed, whole)
     if existed then redis.call('DEL', KEY) end
     set = {'v', SCHEMA, 'ep', epoch, 'st', N.st, 'cf', int(N.cf), 'oc', int(N.oc),
            'ts', int(N.ts), 'ver', int(N.ver)}
-    O = {codes = '', bk = {}, leases = {}}
+    O = {codes = '', bk = EMPTY, leases = EMPTY}
   else
     if N.st ~= O.st then set[#set + 1] = 'st'; set[#set + 1] = N.st end
     if N.cf ~= O.cf then set[#set + 1] = 'cf'; set[#set + 1] = int(N.cf) end
