@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -94,15 +95,22 @@ def test_status_open_close_reset_through_redis(
             assert main([*args, *root]) == 0
             return capsys.readouterr().out
 
+        def app_sees(name: str, state: BreakerState) -> bool:
+            # The app learns of the CLI's change by pub/sub: a moment later, not at once.
+            deadline = time.monotonic() + 2.0
+            while app.get(name).state is not state and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return app.get(name).state is state
+
         assert cli("status").split()[:2] == ["weather-api", "closed"]
         assert cli("open", "weather-api") == "weather-api: forced_open\n"
         # The app process sees the operator's command through the shared store.
-        assert app.get("weather-api").state is BreakerState.FORCED_OPEN
+        assert app_sees("weather-api", BreakerState.FORCED_OPEN)
         status = cli("status", "weather-api")
         assert status.split()[:2] == ["weather-api", "forced_open"]
         assert "retry in manual" in status
         assert cli("close", "weather-api") == "weather-api: closed\n"
-        assert app.get("weather-api").state is BreakerState.CLOSED
+        assert app_sees("weather-api", BreakerState.CLOSED)
         assert cli("reset", "weather-api") == "weather-api: closed\n"
 
         # A typo must not create a breaker nobody uses: refused, with the known names.
@@ -118,9 +126,9 @@ def test_status_open_close_reset_through_redis(
         # A breaker configured only in code is known once it has state in the store.
         app.get("search").force_open()
         assert cli("reset", "search") == "search: closed\n"
-        assert app.get("search").state is BreakerState.CLOSED
+        assert app_sees("search", BreakerState.CLOSED)
         assert cli("open", "new-one", "--create") == "new-one: forced_open\n"
-        assert app.get("new-one").state is BreakerState.FORCED_OPEN
+        assert app_sees("new-one", BreakerState.FORCED_OPEN)
         app.clear()
     finally:
         server.stop()
