@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -111,7 +112,22 @@ def test_a_trip_elsewhere_reaches_this_mirror(stores: Callable[..., RedisStore])
     cfg = BreakerConfig(failure_threshold=2, reset_timeout=30)
     a = PersistentCircuitBreaker("shared", cfg, stores())
     seen: list[BreakerEvent] = []
-    b = PersistentCircuitBreaker("shared", cfg, stores(), listeners=[seen.append])
+    # A trip that lands before b listens, or before b's catch-up read after subscribing,
+    # reaches b by a read instead ("refreshed from Redis"; test_faults covers reads).
+    # This test is about the message: no periodic read, and b trips only once its
+    # catch-up read is done.
+    b_store = stores(refresh_interval=3600)
+    caught_up = threading.Event()
+    refresh_all = b_store._refresh_all
+
+    def refresh_then_signal(force: bool) -> None:
+        refresh_all(force)
+        caught_up.set()
+
+    b_store._refresh_all = refresh_then_signal  # type: ignore[method-assign]
+    b = PersistentCircuitBreaker("shared", cfg, b_store, listeners=[seen.append])
+    b.snapshot  # noqa: B018 - makes the slot, which starts the listener
+    assert caught_up.wait(5), "b never subscribed"
     for _ in range(2):
         with pytest.raises(Boom):
             a.call_sync(boom)
