@@ -24,6 +24,10 @@ from .errors import ConfigError
 
 __all__ = ["BreakerConfig", "ExceptionSpec", "config_error", "resolve_exception"]
 
+# Numbers are strict: a TOML `reset_timeout = true` or `"30"` is an error, not 1.0 or 30.0,
+# and infinities are refused (an infinite reset timeout or lease would wedge the breaker).
+_FLOAT: Any = {"strict": True, "allow_inf_nan": False}
+
 ExceptionSpec = type[BaseException] | str
 """An exception class, or its dotted import path (``"httpx.HTTPError"``) as TOML allows."""
 
@@ -66,31 +70,47 @@ class BreakerConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
-    failure_threshold: int | None = Field(5, ge=1, description="consecutive failures that trip")
+    failure_threshold: int | None = Field(
+        5, ge=1, strict=True, description="consecutive failures that trip"
+    )
     failure_rate_threshold: float | None = Field(
-        None, gt=0, le=1, description="failure rate (0-1] over the window that trips"
+        None, gt=0, le=1, **_FLOAT, description="failure rate (0-1] over the window that trips"
     )
     slow_call_duration: float | None = Field(
-        None, gt=0, description="seconds after which a call counts as slow"
+        None, gt=0, **_FLOAT, description="seconds after which a call counts as slow"
     )
     slow_call_rate_threshold: float | None = Field(
-        None, gt=0, le=1, description="slow-call rate (0-1] over the window that trips"
+        None, gt=0, le=1, **_FLOAT, description="slow-call rate (0-1] over the window that trips"
     )
     window: Literal["count", "time"] = Field(
         "count", description="count: the last window_size calls; time: the last window_size s"
     )
-    window_size: int = Field(100, ge=1, le=100_000, description="calls or seconds in the window")
-    minimum_calls: int = Field(10, ge=1, description="calls in the window before rates count")
-    reset_timeout: float = Field(30.0, gt=0, description="seconds OPEN before a trial call")
-    backoff_multiplier: float = Field(
-        1.0, ge=1, le=100, description="reset_timeout grows by this factor on each re-open"
+    window_size: int = Field(
+        100, ge=1, le=100_000, strict=True, description="calls or seconds in the window"
     )
-    max_reset_timeout: float | None = Field(None, gt=0, description="cap for the backoff")
-    jitter: float = Field(0.0, ge=0, lt=1, description="+/- fraction of random spread")
-    half_open_max_calls: int = Field(1, ge=1, description="concurrent trial calls in HALF_OPEN")
-    success_threshold: int = Field(1, ge=1, description="trial successes needed to close")
+    minimum_calls: int = Field(
+        10, ge=1, strict=True, description="calls in the window before rates count"
+    )
+    reset_timeout: float = Field(
+        30.0, gt=0, **_FLOAT, description="seconds OPEN before a trial call"
+    )
+    backoff_multiplier: float = Field(
+        1.0,
+        ge=1,
+        le=100,
+        **_FLOAT,
+        description="reset_timeout grows by this factor on each re-open",
+    )
+    max_reset_timeout: float | None = Field(None, gt=0, **_FLOAT, description="cap for the backoff")
+    jitter: float = Field(0.0, ge=0, lt=1, **_FLOAT, description="+/- fraction of random spread")
+    half_open_max_calls: int = Field(
+        1, ge=1, strict=True, description="concurrent trial calls in HALF_OPEN"
+    )
+    success_threshold: int = Field(
+        1, ge=1, strict=True, description="trial successes needed to close"
+    )
     trial_lease_ttl: float = Field(
-        60.0, gt=0, description="seconds a trial permit lives if its holder never reports"
+        60.0, gt=0, **_FLOAT, description="seconds a trial permit lives if its holder never reports"
     )
     failure_exceptions: tuple[ExceptionSpec, ...] = Field(
         (Exception,), description="exceptions that count as failures (classes or dotted paths)"
@@ -111,14 +131,15 @@ class BreakerConfig(BaseModel):
 
     @field_validator("failure_exceptions", "ignore_exceptions", mode="before")
     @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
+    def _resolve(cls, value: Any) -> tuple[type[BaseException], ...]:
+        # Resolved before the type check, so a bad entry gives one error that says why
+        # (the union of class and path would otherwise report once per member).
         if isinstance(value, (type, str)):
-            return (value,)
-        return value
-
-    @field_validator("failure_exceptions", "ignore_exceptions")
-    @classmethod
-    def _resolve(cls, value: tuple[ExceptionSpec, ...]) -> tuple[type[BaseException], ...]:
+            value = (value,)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(
+                f"expected an exception class, a dotted path or a list of them, got {value!r}"
+            )
         return tuple(resolve_exception(spec) for spec in value)
 
     @model_validator(mode="after")
@@ -143,6 +164,15 @@ class BreakerConfig(BaseModel):
                 f"minimum_calls ({self.minimum_calls}) is more than the window_size "
                 f"({self.window_size}) calls a count window holds, so the rate could never "
                 "trip: lower minimum_calls or raise window_size"
+            )
+        if (
+            not self.failure_exceptions
+            and self.result_predicate is None
+            and self.slow_call_rate_threshold is None
+        ):
+            raise ValueError(
+                "failure_exceptions is empty and no result_predicate or slow-call policy is "
+                "set, so nothing could ever count against the breaker"
             )
         if self.max_reset_timeout is not None and self.max_reset_timeout < self.reset_timeout:
             raise ValueError(

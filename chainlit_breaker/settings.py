@@ -299,6 +299,8 @@ def settings_from_mapping(
         where = f"breakers.{name}"
         if not isinstance(table, Mapping):
             raise ConfigError(f"{source}: [{where}] must be a table (got {_shown(table)})")
+        if not name.strip():
+            raise ConfigError(f"{source}: [breakers.{name!r}] a breaker needs a non-empty name")
         ui_part = {k: v for k, v in table.items() if k in _UI_KEYS}
         policy_part = {k: v for k, v in table.items() if k not in _UI_KEYS}
         try:

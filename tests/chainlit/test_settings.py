@@ -104,9 +104,33 @@ def test_file_is_found_like_chainlit_config(
 BAD = [
     pytest.param(
         '[breakers.weather-api]\nfailure_threshold = "five"\n',
-        "[breakers.weather-api] failure_threshold: Input should be a valid integer, "
-        "unable to parse string as an integer (got 'five')",
+        "[breakers.weather-api] failure_threshold: Input should be a valid integer (got 'five')",
         id="wrong-type",
+    ),
+    pytest.param(
+        "[breakers.weather-api]\nfailure_threshold = true\n",
+        "[breakers.weather-api] failure_threshold: Input should be a valid integer (got True)",
+        id="bool-for-an-int",
+    ),
+    pytest.param(
+        "[defaults]\nreset_timeout = true\n",
+        "[defaults] reset_timeout: Input should be a valid number (got True)",
+        id="bool-for-a-float",
+    ),
+    pytest.param(
+        '[breakers.weather-api]\nreset_timeout = "30"\n',
+        "[breakers.weather-api] reset_timeout: Input should be a valid number (got '30')",
+        id="string-for-a-float",
+    ),
+    pytest.param(
+        "[breakers.weather-api]\ntrial_lease_ttl = inf\n",
+        "[breakers.weather-api] trial_lease_ttl: Input should be a finite number (got inf)",
+        id="infinite-lease",
+    ),
+    pytest.param(
+        '[breakers.""]\nfailure_threshold = 3\n',
+        "[breakers.''] a breaker needs a non-empty name",
+        id="empty-breaker-name",
     ),
     pytest.param(
         "[breakers.weather-api]\nfailure_treshold = 3\n",

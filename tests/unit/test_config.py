@@ -73,6 +73,17 @@ def test_policy_carries_every_number() -> None:
         ("window_size", 0, "greater than or equal to 1"),
         ("trial_lease_ttl", -5, "greater than 0"),
         ("failure_threshold", "many", "valid integer"),
+        # strict numbers: a bool or a numeric string is a mistake, not 1 or 30
+        ("failure_threshold", True, "valid integer"),
+        ("half_open_max_calls", 2.0, "valid integer"),
+        ("reset_timeout", True, "valid number"),
+        ("reset_timeout", "30", "valid number"),
+        # an infinite timeout or lease would wedge the breaker for good
+        ("reset_timeout", float("inf"), "finite number"),
+        ("trial_lease_ttl", float("inf"), "finite number"),
+        ("slow_call_duration", float("nan"), "finite number"),
+        ("failure_exceptions", [int], "is not an exception class"),
+        ("failure_exceptions", 5, "a list of them"),
     ],
 )
 def test_bad_values_name_the_field(field: str, value: object, message: str) -> None:
@@ -209,3 +220,21 @@ def test_count_window_smaller_than_minimum_calls_is_rejected(rate: str) -> None:
     # a time window may see any number of calls; no rate policy, no window
     BreakerConfig(**{rate: 0.5, "window": "time", "window_size": 5}, **extra)  # type: ignore[arg-type]
     BreakerConfig(window_size=5)
+
+
+def test_a_bad_exception_entry_is_one_error() -> None:
+    with pytest.raises(ValidationError) as info:
+        BreakerConfig(failure_exceptions=[int])  # type: ignore[list-item]
+    assert len(info.value.errors()) == 1
+
+
+def test_nothing_that_could_count_is_refused() -> None:
+    with pytest.raises(ValidationError, match="nothing could ever count"):
+        BreakerConfig(failure_exceptions=())
+    # results alone may count
+    cfg = BreakerConfig(failure_exceptions=(), result_predicate=lambda r: r is None)
+    assert cfg.failure_exceptions == ()
+
+
+def test_whole_numbers_are_fine_for_seconds() -> None:
+    assert BreakerConfig(reset_timeout=30).reset_timeout == 30.0
