@@ -476,9 +476,18 @@ class PersistentCircuitBreaker:
         A generator function's result streams through (see ``stream_sync``). Raises
         CircuitOpenError when rejected (unless a fallback is set).
         """
+        return self._dispatch_sync(fn, args, kwargs, None)
+
+    def _dispatch_sync(
+        self,
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        fallback: Fallback | None,
+    ) -> R:
         if inspect.isgeneratorfunction(fn):
-            return cast(R, self._stream_sync(fn, args, kwargs, None))
-        return self._call_sync(fn, args, kwargs, None)
+            return cast(R, self._stream_sync(fn, args, kwargs, fallback))
+        return self._call_sync(fn, args, kwargs, fallback)
 
     def _call_sync(
         self,

@@ -9,8 +9,15 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
-from typing import Any, TypeVar, cast
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+)
+from typing import Any, ParamSpec, TypeVar, cast
 
 from .breaker import Fallback, PersistentCircuitBreaker
 from .core.state import BreakerState
@@ -20,6 +27,7 @@ from .registry import registry as default_registry
 __all__ = ["CallableKind", "CircuitBreakerProxy", "breaker", "callable_kind"]
 
 F = TypeVar("F")
+P = ParamSpec("P")
 R = TypeVar("R")
 
 
@@ -42,6 +50,10 @@ def _target(fn: Any) -> Any:
             return fn
 
 
+def _is_routine(target: Any) -> bool:
+    return inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(target)
+
+
 def callable_kind(fn: Any) -> CallableKind:
     """Classify ``fn`` (function, method, partial, static/classmethod, callable object)."""
     target = _target(fn)
@@ -51,7 +63,7 @@ def callable_kind(fn: Any) -> CallableKind:
         return CallableKind.ASYNC
     if inspect.isgeneratorfunction(target):
         return CallableKind.SYNC_GEN
-    if not (inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(target)):
+    if not _is_routine(target):
         dunder = getattr(type(target), "__call__", None)
         if inspect.isasyncgenfunction(dunder):
             return CallableKind.ASYNC_GEN
@@ -87,18 +99,22 @@ class CircuitBreakerProxy:
         self.name = name
         self._registry = registry if registry is not None else default_registry
         self._fallback = fallback
-        self._cached: PersistentCircuitBreaker | None = None
+        self._cached: PersistentCircuitBreaker  # set with _generation, by `breaker`
         self._generation = -1
 
     @property
     def breaker(self) -> PersistentCircuitBreaker:
         """The breaker behind the name (looked up lazily, re-resolved after reconfiguring)."""
         reg = self._registry
-        cached = self._cached
-        if cached is None or self._generation != reg.generation:
-            self._generation = reg.generation
-            cached = self._cached = reg.get(self.name)
-        return cached
+        generation = reg.generation
+        if self._generation == generation:
+            return self._cached
+        built = reg.get(self.name)
+        # The breaker first, then the generation that says it is current: a thread that
+        # sees the new generation also sees the new breaker, never the old one.
+        self._cached = built
+        self._generation = generation
+        return built
 
     # -- decorating --------------------------------------------------------------------------
 
@@ -111,34 +127,39 @@ class CircuitBreakerProxy:
 
     def _wrap(self, fn: Any) -> Callable[..., Any]:
         kind = callable_kind(fn)
+        # An object with __call__ (not a function): the wrapper is a plain def returning
+        # what the breaker returns, so inspect reports for it what it reports for the object.
+        is_object = not _is_routine(_target(fn))
         proxy = self
-        reg = self._registry
         wrapper: Callable[..., Any]
-        if kind is CallableKind.ASYNC:
+        if kind is CallableKind.ASYNC_OBJECT or (is_object and kind is CallableKind.ASYNC):
 
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                brk = proxy._cached  # the `breaker` property, inlined: no call
-                if brk is None or proxy._generation != reg.generation:
-                    brk = proxy.breaker
-                return await brk._call_async(fn, args, kwargs, proxy._fallback)
-
-            wrapper = async_wrapper
-        elif kind is CallableKind.ASYNC_OBJECT:
-            # A plain def returning the coroutine: inspect reports the same as for the object.
             def async_object_wrapper(*args: Any, **kwargs: Any) -> Any:
-                brk = proxy._cached  # the `breaker` property, inlined: no call
-                if brk is None or proxy._generation != reg.generation:
-                    brk = proxy.breaker
-                return brk._call_async(fn, args, kwargs, proxy._fallback)
+                return proxy.breaker._call_async(fn, args, kwargs, proxy._fallback)
 
             wrapper = async_object_wrapper
+        elif is_object and kind is CallableKind.ASYNC_GEN:
+
+            def async_gen_object_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+                return proxy.breaker._stream_async(fn, args, kwargs, proxy._fallback)
+
+            wrapper = async_gen_object_wrapper
+        elif is_object and kind is CallableKind.SYNC_GEN:
+
+            def sync_gen_object_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                return proxy.breaker._stream_sync(fn, args, kwargs, proxy._fallback)
+
+            wrapper = sync_gen_object_wrapper
+        elif kind is CallableKind.ASYNC:
+
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await proxy.breaker._call_async(fn, args, kwargs, proxy._fallback)
+
+            wrapper = async_wrapper
         elif kind is CallableKind.ASYNC_GEN:
 
             async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-                brk = proxy._cached  # the `breaker` property, inlined: no call
-                if brk is None or proxy._generation != reg.generation:
-                    brk = proxy.breaker
-                stream = brk._stream_async(fn, args, kwargs, proxy._fallback)
+                stream = proxy.breaker._stream_async(fn, args, kwargs, proxy._fallback)
                 try:
                     async for item in stream:
                         yield item
@@ -151,40 +172,38 @@ class CircuitBreakerProxy:
         elif kind is CallableKind.SYNC_GEN:
 
             def sync_gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-                brk = proxy._cached  # the `breaker` property, inlined: no call
-                if brk is None or proxy._generation != reg.generation:
-                    brk = proxy.breaker
+                brk = proxy.breaker
                 return (yield from brk._stream_sync(fn, args, kwargs, proxy._fallback))
 
             wrapper = sync_gen_wrapper
         else:
 
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-                brk = proxy._cached  # the `breaker` property, inlined: no call
-                if brk is None or proxy._generation != reg.generation:
-                    brk = proxy.breaker
-                return brk._call_sync(fn, args, kwargs, proxy._fallback)
+                return proxy.breaker._call_sync(fn, args, kwargs, proxy._fallback)
 
             wrapper = sync_wrapper
-        functools.update_wrapper(wrapper, fn)
-        wrapper_any: Any = wrapper
-        wrapper_any.__wrapped__ = fn
-        wrapper_any.__breaker__ = self  # lets tooling find the proxy behind a function
-        return wrapper
+        # An object's own attributes are its state, not metadata: leave them on the object.
+        functools.update_wrapper(wrapper, fn, updated=() if is_object else ("__dict__",))
+        result: Any = wrapper
+        if not hasattr(type(fn), "__get__"):
+            # The original does not bind as a method (a partial, a builtin, a callable
+            # object stored on a class): neither may the wrapper. A partial of it keeps
+            # what inspect reports, and takes the metadata as well.
+            result = functools.partial(wrapper)
+            functools.update_wrapper(result, fn, updated=())
+        result.__wrapped__ = fn
+        result.__breaker__ = self  # lets tooling find the proxy behind a function
+        return cast(Callable[..., Any], result)
 
     # -- the breaker's API, through the name --------------------------------------------------
 
-    async def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    async def call(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """``await`` ``fn(*args, **kwargs)`` under the breaker."""
-        brk = self.breaker
-        return await brk._call_async(fn, args, kwargs, self._fallback)
+        return cast(R, await self.breaker._call_async(fn, args, kwargs, self._fallback))
 
-    def call_sync(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+    def call_sync(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run sync ``fn(*args, **kwargs)`` under the breaker; needs no event loop."""
-        brk = self.breaker
-        if inspect.isgeneratorfunction(fn):
-            return cast(R, brk._stream_sync(fn, args, kwargs, self._fallback))
-        return brk._call_sync(fn, args, kwargs, self._fallback)
+        return self.breaker._dispatch_sync(fn, args, kwargs, self._fallback)
 
     def stream(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         brk = self.breaker

@@ -25,6 +25,6 @@ echo "+ ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "+ mypy --strict"
-.venv/bin/mypy chainlit_breaker
+.venv/bin/mypy chainlit_breaker tests/typing
 echo "+ pytest"
 .venv/bin/python -m pytest -q "$@"

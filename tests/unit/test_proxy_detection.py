@@ -83,6 +83,17 @@ class SyncCallable:
         return s(x, fail=fail)
 
 
+class AsyncGenCallable:
+    async def __call__(self, x: int, *, fail: bool = False) -> AsyncIterator[int]:
+        async for item in ag(x, fail=fail):
+            yield item
+
+
+class GenCallable:
+    def __call__(self, x: int, *, fail: bool = False) -> Iterator[int]:
+        yield from sg(x, fail=fail)
+
+
 class Methods:
     """The undecorated twin of the decorated classes below, for comparing signatures."""
 
@@ -247,6 +258,10 @@ KINDS: dict[str, Callable[[Callable[[Any], Any]], Case]] = {
     "object with async __call__": plain(AsyncCallable(), "async"),
     "partial of object with async __call__": plain(functools.partial(AsyncCallable()), "async"),
     "object with sync __call__": plain(SyncCallable(), "sync"),
+    "object with async generator __call__": plain(AsyncGenCallable(), "async_gen"),
+    "object with generator __call__": plain(GenCallable(), "sync_gen"),
+    "partial of a staticmethod's function": plain(functools.partial(Methods.st), "sync"),
+    "partial of a classmethod": plain(functools.partial(Methods.acm), "async"),
 }
 
 
@@ -362,3 +377,83 @@ async def test_proxy_has_the_breaker_api() -> None:
     assert proxy.reset() is S.CLOSED
     assert repr(proxy) == "CircuitBreakerProxy('api')"
     assert proxy.breaker is chainlit_breaker.get_breaker("api")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: functools.partial(s3, "p", "q"), id="partial"),
+        pytest.param(lambda: functools.partial(a3, "p", "q"), id="partial of async def"),
+        pytest.param(AsyncCallable, id="object with async __call__"),
+        pytest.param(SyncCallable, id="object with sync __call__"),
+        pytest.param(AsyncGenCallable, id="object with async generator __call__"),
+        pytest.param(lambda: Methods().m, id="bound method"),
+    ],
+)
+async def test_a_callable_that_does_not_bind_still_does_not_bind(
+    make: Callable[[], Any], dec: Callable[[Any], Any]
+) -> None:
+    """Stored on a class, a partial, a bound method or a callable object is not handed
+    ``self``; the decorated one must not be either."""
+
+    class Holder:
+        original = make()
+        decorated = dec(make())
+
+    holder = Holder()
+    expected = holder.original(5)
+    got = holder.decorated(5)
+    if inspect.isawaitable(expected):
+        expected, got = await expected, await got
+    elif hasattr(expected, "__aiter__"):
+        expected = [x async for x in expected]
+        got = [x async for x in got]
+    assert got == expected
+
+
+def test_builtins_keep_working_on_a_class() -> None:
+    class Holder:
+        size = CircuitBreakerProxy("b")(len)
+
+    assert Holder().size("abc") == 3
+
+
+def test_an_objects_attributes_are_not_copied_onto_the_wrapper() -> None:
+    obj = SyncCallable()
+    obj.secret = "hunter2"  # type: ignore[attr-defined]
+    wrapper = CircuitBreakerProxy("w")(obj)
+    assert "secret" not in vars(wrapper)
+
+
+def test_re_resolution_never_hands_out_the_old_breaker(clock: FakeClock) -> None:
+    """After a reconfigure, a call that arrives while another thread is still building the
+    new breaker must not run on the old one (the generation was recorded first)."""
+    import threading
+
+    registry = chainlit_breaker.BreakerRegistry()
+    registry.configure(store=MemoryStore(), clock=clock)
+    proxy = CircuitBreakerProxy("r", registry=registry)
+    old = proxy.breaker
+    registry.configure(store=MemoryStore())  # a new store: breakers are rebuilt
+    inside, release = threading.Event(), threading.Event()
+    real_get = registry.get
+    first = True
+
+    def slow_get(name: str) -> Any:
+        nonlocal first
+        if first:
+            first = False
+            inside.set()
+            release.wait(5)
+        return real_get(name)
+
+    registry.get = slow_get  # type: ignore[method-assign]
+    seen: list[Any] = []
+    worker = threading.Thread(target=lambda: seen.append(proxy.breaker))
+    worker.start()
+    assert inside.wait(5)
+    during = proxy.breaker  # another caller, while the first is still inside get()
+    release.set()
+    worker.join(5)
+    assert during is not old
+    assert seen == [during]
