@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .breaker import BreakerStatus, PersistentCircuitBreaker
+from .clock import Clock, FakeClock, MonotonicClock
 from .config import BreakerConfig
-from .core.clock import Clock, FakeClock, MonotonicClock
 from .core.machine import Op
 from .core.state import BreakerState, Snapshot
 from .errors import BreakerError, CircuitOpenError, ConfigError, StoreError

@@ -28,8 +28,8 @@ from collections.abc import (
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast
 
+from .clock import Clock, MonotonicClock
 from .config import BreakerConfig
-from .core.clock import Clock, MonotonicClock
 from .core.machine import (
     Acquire,
     Command,
@@ -93,7 +93,23 @@ class _AskStore:
 
 _ASK_STORE = _AskStore()
 _SPECIAL_RESULTS = frozenset((types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType))
-_PROCESS_TAG = f"{os.getpid():x}.{secrets.token_hex(4)}"
+
+
+def _process_tag() -> str:
+    return f"{os.getpid():x}.{secrets.token_hex(4)}"
+
+
+# Permit ids start with it, so they are unique across processes: a child forked after
+# import (gunicorn --preload) gets its own, or it would hand out its parent's ids.
+_PROCESS_TAG = _process_tag()
+
+
+def _new_process_tag() -> None:
+    global _PROCESS_TAG
+    _PROCESS_TAG = _process_tag()
+
+
+os.register_at_fork(after_in_child=_new_process_tag)
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,7 +405,7 @@ class PersistentCircuitBreaker:
         if self._timed:
             # a call that started untimed (a listener or slow policy was added meanwhile)
             duration = self._now() - start if start == start else 0.0
-            slow = self._slow_after is not None and duration >= self._slow_after
+            slow = self._slow_after is not None and duration > self._slow_after
             if self._listeners:
                 if failure:
                     self._emit(CallFailed(self.name, error, duration))

@@ -1,9 +1,9 @@
-"""The pure breaker core: states, policy, the transition function and clocks.
+"""The pure breaker core: states, policy, the transition function and the clock port.
 
 Nothing here does I/O, touches asyncio or threads, or reads a clock on its own.
 """
 
-from .clock import Clock, FakeClock, MonotonicClock
+from .clock import Clock
 from .machine import (
     Acquire,
     Command,
@@ -27,8 +27,6 @@ __all__ = [
     "Command",
     "Decision",
     "Event",
-    "FakeClock",
-    "MonotonicClock",
     "Op",
     "Policy",
     "Record",

@@ -1,15 +1,12 @@
-"""Clocks the breaker reads time from; the core itself never reads one.
-
-Tests (ours and users') drive a :class:`FakeClock` instead of sleeping.
+"""The clock port: what the breaker reads time from. The core itself never reads one; the
+clocks that do (MonotonicClock, FakeClock) live in ``chainlit_breaker.clock``.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "MonotonicClock", "FakeClock"]
+__all__ = ["Clock"]
 
 
 @runtime_checkable
@@ -17,45 +14,3 @@ class Clock(Protocol):
     """Anything with ``now() -> float`` seconds on a monotonic scale."""
 
     def now(self) -> float: ...
-
-
-class MonotonicClock:
-    """``time.monotonic``: never jumps with wall-clock changes."""
-
-    __slots__ = ()
-
-    def now(self) -> float:
-        return time.monotonic()
-
-
-class FakeClock:
-    """A clock that moves only when told to. Thread-safe.
-
-    >>> clock = FakeClock()
-    >>> clock.advance(30)
-    30.0
-    """
-
-    __slots__ = ("_now", "_lock")
-
-    def __init__(self, start: float = 0.0) -> None:
-        self._now = float(start)
-        self._lock = threading.Lock()
-
-    def now(self) -> float:
-        return self._now
-
-    def advance(self, seconds: float) -> float:
-        """Move forward by ``seconds`` (must be >= 0) and return the new time."""
-        if seconds < 0:
-            raise ValueError(f"FakeClock.advance: seconds must be >= 0, got {seconds!r}")
-        with self._lock:
-            self._now += float(seconds)
-            return self._now
-
-    def set(self, now: float) -> None:
-        """Jump to ``now``; it may not go backwards."""
-        with self._lock:
-            if now < self._now:
-                raise ValueError(f"FakeClock.set: cannot go back from {self._now} to {now}")
-            self._now = float(now)

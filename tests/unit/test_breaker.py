@@ -21,6 +21,7 @@ from chainlit_breaker import (
     CircuitOpenError,
     FakeClock,
     MemoryStore,
+    MonotonicClock,
     Op,
     PersistentCircuitBreaker,
     SlowCall,
@@ -152,6 +153,20 @@ async def test_slow_call_rate_trips_and_slow_result_is_returned(
     assert b.state is S.CLOSED
     assert await once("second") == "second"
     assert b.state is S.OPEN
+
+
+def test_a_call_exactly_at_the_threshold_is_not_slow(make: MakeBreaker, clock: FakeClock) -> None:
+    """``slow_call_duration`` is the limit: slower than it is slow, as long as it is not."""
+    b = make(failure_threshold=None, slow_call_duration=2.0, slow_call_rate_threshold=0.5,
+             window_size=10, minimum_calls=10)  # fmt: skip
+
+    def takes(seconds: float) -> None:
+        clock.advance(seconds)
+
+    b.call_sync(takes, 2.0)
+    assert b.status().slow_calls == 0
+    b.call_sync(takes, 2.001)
+    assert b.status().slow_calls == 1
 
 
 async def test_fast_calls_are_not_slow(make: MakeBreaker, clock: FakeClock) -> None:
@@ -621,9 +636,19 @@ def test_circuit_open_error_pickles() -> None:
 
 
 def test_default_clock_is_monotonic() -> None:
-    b = PersistentCircuitBreaker("m", store=MemoryStore())
+    import time
+
+    b = PersistentCircuitBreaker("m", BreakerConfig(failure_threshold=1), store=MemoryStore())
+    assert isinstance(b.clock, MonotonicClock)
     assert b.call_sync(ok) == "ok"
     assert b.retry_after == 0.0
+    with pytest.raises(Boom):
+        b.call_sync(fail)
+    opened_at = b.snapshot.opened_at
+    assert opened_at is not None
+    # on time.monotonic's scale, not the wall clock's (which jumps with NTP and DST)
+    assert abs(opened_at - time.monotonic()) < 5.0
+    assert 29.0 < b.retry_after <= 30.0
 
 
 async def test_listener_added_during_a_call_sees_a_sane_duration(

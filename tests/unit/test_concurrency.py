@@ -5,16 +5,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from chainlit_breaker import BreakerState, CircuitOpenError, FakeClock, PersistentCircuitBreaker
+from chainlit_breaker import (
+    BreakerState,
+    CircuitOpenError,
+    FakeClock,
+    MemoryStore,
+    PersistentCircuitBreaker,
+)
 
 from ._helpers import Boom, leases
 from .conftest import MakeBreaker
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Switch threads every microsecond instead of every 5 ms, so that a missing lock
+    loses updates in every run instead of once in a while."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
 
 S = BreakerState
 WAIT = 10.0
@@ -55,7 +75,7 @@ def run_threads(n: int, target: Callable[[int], Any]) -> list[Any]:
 
 @pytest.mark.parametrize(("max_calls", "successes"), [(1, 1), (2, 3), (5, 5), (8, 2)])
 def test_exact_permits_with_threads(
-    make: MakeBreaker, clock: FakeClock, max_calls: int, successes: int
+    make: MakeBreaker, clock: FakeClock, max_calls: int, successes: int, fast_switching: None
 ) -> None:
     b = make(
         failure_threshold=1,
@@ -173,7 +193,9 @@ async def test_cancelled_trial_frees_exactly_one_permit(
 
 
 @pytest.mark.parametrize("window", [False, True])
-def test_no_lost_updates_under_thread_contention(make: MakeBreaker, window: bool) -> None:
+def test_no_lost_updates_under_thread_contention(
+    make: MakeBreaker, window: bool, fast_switching: None
+) -> None:
     config: dict[str, Any] = {"failure_threshold": 10_000}
     if window:
         config.update(failure_rate_threshold=1.0, window_size=10_000, minimum_calls=10_000)
@@ -276,3 +298,20 @@ async def test_tasks_on_one_loop_interleave_inside_protected_calls(make: MakeBre
     second_done.set()
     await t1
     assert order == ["first in", "second", "first out"]
+
+
+def test_a_forked_child_hands_out_its_own_permit_ids() -> None:
+    """A child forked after import (gunicorn --preload) must not repeat its parent's trial
+    permit ids: two holders of one id would share a lease in Redis."""
+    import multiprocessing
+
+    b = PersistentCircuitBreaker("fork", store=MemoryStore())
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=lambda: queue.put(b._acquire_event().permit))
+    child.start()
+    theirs = queue.get(timeout=10)
+    child.join(10)
+    ours = b._acquire_event().permit
+    assert theirs != ours
+    assert theirs.split(".")[0] != ours.split(".")[0]  # the pid part differs too

@@ -369,7 +369,7 @@ def test_every_change_bumps_the_version() -> None:
 
 
 def test_fake_clock_only_moves_forward() -> None:
-    from chainlit_breaker.core import Clock, FakeClock, MonotonicClock
+    from chainlit_breaker import Clock, FakeClock, MonotonicClock
 
     clock = FakeClock(5.0)
     assert clock.now() == 5.0

@@ -131,7 +131,7 @@ class Model:
 
     def finish(self, now: float, held: Held, failed: bool) -> None:
         duration = self.cfg["slow_call_duration"]
-        slow = duration is not None and now - held.start >= duration
+        slow = duration is not None and now - held.start > duration
         if self.state == "closed":
             self.consecutive = self.consecutive + 1 if failed else 0
             if self.uses_window():
@@ -245,7 +245,7 @@ class BreakerMachine(RuleBasedStateMachine):
         )
 
     def slow_for(self) -> float:
-        return self.model.cfg["slow_call_duration"] or 1.0
+        return (self.model.cfg["slow_call_duration"] or 1.0) + 0.25
 
     @rule(outcome=OUTCOMES, path=st.sampled_from(["sync", "async"]))
     def call(self, outcome: str, path: str) -> None:

@@ -23,7 +23,7 @@ import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
-from ...core.clock import Clock, MonotonicClock
+from ...clock import Clock, MonotonicClock
 from ...core.machine import Acquire, Command, Decision, Event, Record, Verdict, decide
 from ...core.policy import Policy
 from ...core.state import BreakerState, Snapshot
