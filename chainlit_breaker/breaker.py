@@ -16,6 +16,7 @@ import random
 import secrets
 import time
 import types
+import weakref
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -181,6 +182,7 @@ class PersistentCircuitBreaker:
         self._listeners: tuple[Listener, ...] = tuple(listeners)
         self._permits = itertools.count()
         self._apply_config(config if config is not None else BreakerConfig())
+        _LIVE.add(self)
         self._slot.on_change(self._on_slot_change)
         on_status = getattr(self._slot, "on_status", None)
         if on_status is not None:  # shared stores report outages (see store.base)
@@ -736,6 +738,15 @@ class PersistentCircuitBreaker:
 
     def __repr__(self) -> str:
         return f"<PersistentCircuitBreaker {self.name!r} {self.state.value}>"
+
+
+_LIVE: weakref.WeakSet[PersistentCircuitBreaker] = weakref.WeakSet()
+"""Every breaker of this process, for ``reset_all``: registries' and standalone ones."""
+
+
+def live_breakers() -> list[PersistentCircuitBreaker]:
+    """Every breaker object of this process that is still referenced."""
+    return list(_LIVE)
 
 
 _UNTIMED = math.nan

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .breaker import Fallback, PersistentCircuitBreaker
+from .breaker import Fallback, PersistentCircuitBreaker, live_breakers
 from .config import BreakerConfig, build_config
 from .core.clock import Clock
 from .events import Listener
@@ -271,5 +271,8 @@ def get_breaker(name: str) -> PersistentCircuitBreaker:
 
 
 def reset_all() -> None:
-    """Reset every breaker of the default registry (use between tests)."""
-    registry.reset_all()
+    """Reset every breaker of this process to a fresh CLOSED state: the default
+    registry's, other registries' and standalone ones (use between tests). A breaker on a
+    shared store is reset there too, for every process."""
+    for built in live_breakers():
+        built.reset()

@@ -17,6 +17,7 @@ from chainlit_breaker import (
     ConfigError,
     FakeClock,
     MemoryStore,
+    PersistentCircuitBreaker,
     StateChanged,
     breaker,
 )
@@ -162,6 +163,17 @@ def test_reset_all_resets_every_breaker(clock: FakeClock) -> None:
     chainlit_breaker.reset_all()
     assert [x.state for x in (a, b, c)] == [S.CLOSED] * 3
     assert a.status().open_count == 0
+
+
+def test_reset_all_reaches_standalone_breakers_and_other_registries() -> None:
+    standalone = PersistentCircuitBreaker("alone", store=MemoryStore())
+    other = BreakerRegistry()
+    theirs = other.get("theirs")
+    standalone.force_open()
+    theirs.disable()
+    chainlit_breaker.reset_all()
+    assert standalone.state is S.CLOSED
+    assert theirs.state is S.CLOSED
 
 
 def test_global_listeners_reach_present_and_future_breakers() -> None:
