@@ -317,11 +317,13 @@ class PersistentCircuitBreaker:
             except Exception:  # a listener must never break the protected call
                 log.exception("breaker %r: listener %r failed", self.name, listener)
 
-    def _on_slot_change(self, old: Snapshot, new: Snapshot, reason: str | None) -> None:
+    def _on_slot_change(
+        self, old: Snapshot, new: Snapshot, reason: str | None, remote: bool = True
+    ) -> None:
         if old.state is not new.state and self._listeners:
             self._emit(
                 StateChanged(
-                    self.name, old.state, new.state, reason, True, _retry_after(new, self._now())
+                    self.name, old.state, new.state, reason, remote, _retry_after(new, self._now())
                 )
             )
 
@@ -415,7 +417,7 @@ class PersistentCircuitBreaker:
                     self._emit(CallSucceeded(self.name, duration))
                 if slow:
                     self._emit(SlowCall(self.name, duration))
-        if permit is None and not failure and not slow and not self._uses_window:
+        if permit is None and not failure and not self._uses_window:
             snap = self._slot.snapshot
             if snap.state is _CLOSED and snap.consecutive_failures == 0:
                 return None  # the core would change nothing: skip the store entirely

@@ -110,7 +110,11 @@ class BreakerConfig(BaseModel):
         1, ge=1, strict=True, description="trial successes needed to close"
     )
     trial_lease_ttl: float = Field(
-        60.0, gt=0, **_FLOAT, description="seconds a trial permit lives if its holder never reports"
+        60.0,
+        gt=0,
+        le=86400,
+        **_FLOAT,
+        description="seconds (at most a day) a trial permit lives if its holder never reports",
     )
     failure_exceptions: tuple[ExceptionSpec, ...] = Field(
         (Exception,), description="exceptions that count as failures (classes or dotted paths)"

@@ -222,8 +222,8 @@ def _record(
 ) -> tuple[Snapshot, Decision]:
     state = s.state
     if state is _CLOSED:
-        if not e.failure and not e.slow and s.consecutive_failures == 0 and not p.uses_window:
-            return s, _DONE  # the common case changes nothing
+        if not e.failure and s.consecutive_failures == 0 and not p.uses_window:
+            return s, _DONE  # the common case changes nothing (slow counts only in a window)
         consecutive = s.consecutive_failures + e.count if e.failure else 0
         s = replace(s, consecutive_failures=consecutive, version=s.version + 1)
         if p.uses_window:

@@ -14,9 +14,11 @@ from ..core.state import Snapshot
 
 __all__ = ["ChangeCallback", "Slot", "StatusCallback", "Store"]
 
-ChangeCallback = Callable[[Snapshot, Snapshot, "str | None"], None]
-"""Called with (old, new, reason) when a slot's snapshot changes for a reason the local
-breaker did not cause (another process, a resync, a fallback)."""
+ChangeCallback = Callable[[Snapshot, Snapshot, "str | None", bool], None]
+"""Called with (old, new, reason, remote) when a slot's state changes without the breaker
+being handed the decision: another process changed it, a resync or fallback did
+(``remote`` true), or a script this process sent later changed it (a batch of successes,
+an event decided on the mirror; ``remote`` false: this process made the transition)."""
 
 StatusCallback = Callable[[bool, str], None]
 """Called with (available, detail) when a shared store stops or starts answering. Slots of

@@ -21,7 +21,6 @@ from chainlit_breaker.core import (
     Command,
     Decision,
     Event,
-    FakeClock,
     Op,
     Policy,
     Record,
@@ -30,6 +29,7 @@ from chainlit_breaker.core import (
     WindowKind,
     decide,
 )
+from chainlit_breaker.clock import FakeClock
 from chainlit_breaker.store.base import Slot, Store
 from chainlit_breaker.store.memory import MemoryStore
 from chainlit_breaker.store.redis import RedisStore
@@ -123,20 +123,17 @@ SCENARIOS: dict[str, tuple[Policy, list[Any]]] = {
     # 70 consecutive re-opens: the exponent is clamped at 64 in both the core and the Lua,
     # so the open time stops growing instead of overflowing.
     "backoff_exponent_is_clamped": (
-        # (a huge lease ttl: at these clock values a 5 s lease would round away)
+        # A small multiplier keeps the clock small: 1.01 ** 64 = 1.89 s, while an
+        # unclamped 70th opening would wait 1.01 ** 69 = 1.99 s, so a missing clamp shows.
         replace(
             BASE,
-            backoff_multiplier=2.0,
+            backoff_multiplier=1.01,
             failure_threshold=1,
             reset_timeout=1.0,
-            trial_lease_ttl=2.0**80,
+            trial_lease_ttl=5.0,
         ),
         [fail()]
-        + [
-            step
-            for i in range(70)
-            for step in (Advance(2.0**65), acq(f"t{i}"), fail(permit=f"t{i}"))
-        ],
+        + [step for i in range(70) for step in (Advance(3.0), acq(f"t{i}"), fail(permit=f"t{i}"))],
     ),
     "jitter_uses_the_callers_rand": (
         replace(BASE, failure_threshold=2, jitter=0.5, backoff_multiplier=1.5),

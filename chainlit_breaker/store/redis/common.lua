@@ -61,12 +61,26 @@ local function fresh()
           ver = 0}
 end
 
+-- Stored numbers are checked, not trusted: Lua's tonumber takes "inf", "nan" and 1e400,
+-- and a count past 2^53 stops moving (n + 1 == n), which would freeze the breaker.
+local MAX_COUNT = 9007199254740991
+
 local function count_of(s)
   if s == nil then return nil end
   local n = tonumber(s)
-  if n == nil or n < 0 or n ~= math.floor(n) then return nil end
+  if n == nil or n < 0 or n > MAX_COUNT or n ~= math.floor(n) then return nil end
   return n
 end
+
+local function time_of(s)
+  local t = tonumber(s)
+  if t == nil or t ~= t or t == math.huge or t == -math.huge then return nil end
+  return t
+end
+
+-- A lease is taken for at most a day (BreakerConfig.trial_lease_ttl); one that ends later
+-- than that from now was not written by these scripts.
+local MAX_LEASE = 86400 * 2
 
 local function fmt(x)
   if x == nil then return '' end
@@ -102,7 +116,7 @@ local function load()
     for i = 1, #flat, 2 do
       local f = flat[i]
       if string.sub(f, 1, 2) == 'l:' then
-        leases[#leases + 1] = {string.sub(f, 3), tonumber(flat[i + 1])}
+        leases[#leases + 1] = {string.sub(f, 3), time_of(flat[i + 1])}
         h[f] = nil
       elseif h[f] ~= nil and (f ~= 'v' and f ~= 'ep' and f ~= 'st' and f ~= 'cf' and f ~= 'oc'
           and f ~= 'ts' and f ~= 'ver' and f ~= 'codes' and f ~= 'bk' and f ~= 'oa'
@@ -119,12 +133,13 @@ local function load()
     local st = h.st
     S = {st = st, cf = count_of(h.cf), oc = count_of(h.oc), ts = count_of(h.ts),
          ver = count_of(h.ver), codes = h.codes or '', bk = EMPTY}
-    if h.oa then S.oa = tonumber(h.oa) end  -- "" is corrupt, as any text that is no number
-    if h.ou then S.ou = tonumber(h.ou) end
+    if h.oa then S.oa = time_of(h.oa) end  -- "" is corrupt, as any text that is no number
+    if h.ou then S.ou = time_of(h.ou) end
     if (st ~= 'closed' and st ~= 'open' and st ~= 'half_open' and st ~= 'forced_open'
         and st ~= 'disabled') or S.cf == nil or S.oc == nil or S.ts == nil
         or S.ver == nil or (S.codes ~= '' and string.find(S.codes, '[^0-3]'))
-        or (h.oa and S.oa == nil) or (h.ou and S.ou == nil) or h.ep == nil then
+        or (h.oa and S.oa == nil) or (h.ou and S.ou == nil)
+        or h.ep == nil or not string.match(h.ep, '^%d+%.%d%d%d%d%d%d$') then
       bad = 'corrupt stored state'
     end
   end
@@ -134,12 +149,16 @@ local function load()
     for item in string.gmatch(h.bk, '[^;]+') do
       local a, b, c, d = string.match(item, '^(%-?%d+),(%d+),(%d+),(%d+)$')
       if a == nil then bad = 'corrupt stored window'; break end
-      bk[#bk + 1] = {tonumber(a), tonumber(b), tonumber(c), tonumber(d)}
+      local n = {tonumber(a), tonumber(b), tonumber(c), tonumber(d)}
+      if math.abs(n[1]) > MAX_COUNT or n[2] > MAX_COUNT or n[3] > n[2] or n[4] > n[2] then
+        bad = 'corrupt stored window'; break
+      end
+      bk[#bk + 1] = n
     end
   end
   if bad == nil and #leases > 0 then
     for _, l in ipairs(leases) do
-      if l[2] == nil then bad = 'corrupt stored lease'; break end
+      if l[2] == nil or l[2] > NOW + MAX_LEASE then bad = 'corrupt stored lease'; break end
     end
     if bad == nil and #leases > 1 then
       table.sort(leases, function(x, y)

@@ -106,7 +106,7 @@ end
 
 local function record(S, failure, slow, count, permit)
   if S.st == 'closed' then
-    if failure == 0 and slow == 0 and S.cf == 0 and not UW then return S, DONE end
+    if failure == 0 and S.cf == 0 and not UW then return S, DONE end  -- slow counts in a window only
     if failure == 1 then S.cf = S.cf + count else S.cf = 0 end
     S.ver = S.ver + 1
     if UW then push(S, failure, slow, count) end

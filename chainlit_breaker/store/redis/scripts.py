@@ -48,10 +48,13 @@ SCRIPTS = _load()
 def encode_name(name: str) -> str:
     """A key-safe, collision-free form of a breaker name: no braces (the hash tag stays
     intact), no separators. Short names stay readable; long ones are hashed."""
-    plain = quote(name, safe="")
+    # surrogatepass: a name with a lone surrogate (from a decoded file name, say) is a
+    # valid str and a valid breaker name; it gets bytes of its own like any other.
+    raw = name.encode("utf-8", "surrogatepass")
+    plain = quote(raw, safe="")
     if len(plain) <= _MAX_PLAIN_NAME:
         return "q" + plain  # quote() is injective, so distinct names stay distinct
-    return "h" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+    return "h" + hashlib.sha256(raw).hexdigest()
 
 
 def _num(value: float | None) -> str:

@@ -10,11 +10,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from secrets import token_hex
 from typing import Any, Literal, cast
 
@@ -24,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from ...clock import Clock, MonotonicClock
-from ...core.machine import Acquire, Command, Decision, Event, Record, Verdict, decide
+from ...core.machine import Acquire, Command, Decision, Event, Record, Release, Verdict, decide
 from ...core.policy import Policy
 from ...core.state import BreakerState, Snapshot
 from ..base import ChangeCallback, StatusCallback
@@ -48,6 +50,127 @@ _IGNORED_STATES = (_OPEN, _FORCED_OPEN, _DISABLED)
 _READ = SCRIPTS["read"]
 
 
+class _Gate:
+    """At most ``limit`` script calls of this process's callers in flight on the sync
+    client. A burst queues here instead of in the connection pool, where outwaiting a pool
+    timeout would look like an outage; every waiter leaves at once when the store goes
+    down, so a stalled server costs a queued caller nothing more."""
+
+    __slots__ = ("_cond", "_free")
+
+    def __init__(self, limit: int) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._free = limit
+
+    def enter(self, store: RedisStore) -> str:
+        cond = self._cond
+        with cond:
+            if self._free > 0:
+                self._free -= 1
+                return _ENTERED
+            deadline = time.monotonic() + store.queue_timeout
+            while self._free <= 0:
+                if store._down or store._closed:
+                    return _DOWN
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return _BUSY
+                cond.wait(left)
+            self._free -= 1
+            return _ENTERED
+
+    def leave(self) -> None:
+        with self._cond:
+            self._free += 1
+            self._cond.notify()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+
+class _AsyncGate:
+    """The same for one event loop's asyncio client (used on that loop only)."""
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def enter(self, store: RedisStore) -> str:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return _ENTERED
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + store.queue_timeout
+        while True:
+            if store._down or store._closed:
+                return _DOWN
+            if self._free > 0:
+                self._free -= 1
+                return _ENTERED
+            left = deadline - loop.time()
+            if left <= 0:
+                return _BUSY
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            timer = loop.call_later(left, _wake_future, waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, but leaving: pass the turn on
+                raise
+            finally:
+                timer.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+
+    def leave(self) -> None:
+        self._free += 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def wake(self) -> None:
+        for waiter in self._waiters:
+            _wake_future(waiter)
+
+
+def _wake_future(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+_ENTERED = "entered"
+_DOWN = "down"
+_BUSY = "busy"
+
+
+@dataclass(slots=True)
+class _Deferred:
+    """An event decided on the local mirror, to be sent to Redis by the store's thread."""
+
+    slot: RedisSlot
+    event: Event
+    now: float
+    policy: Policy
+    rand: float
+    pending: int
+    reserve: bool = False  # a trial permit asked for a sync caller on the event loop
+
+
+_TRIAL_DECISION = Decision(Verdict.TRIAL)
+_BUSY_REJECT = Decision(Verdict.REJECT, 0.0)
+# How long a permit reserved for a sync caller on the event loop waits to be claimed.
+_CLAIM_WINDOW = 10.0
+
+
 class RedisSlot:
     """One breaker's mirror in this process, and the way to change the shared state."""
 
@@ -59,6 +182,7 @@ class RedisSlot:
         "_store",
         "_lock",
         "_order",
+        "_seen",
         "_callback",
         "_status",
         "_pending",
@@ -67,6 +191,10 @@ class RedisSlot:
         "_replays",
         "_command",
         "_first",
+        "_reserved",
+        "_reserving",
+        "_aliases",
+        "_made",
     )
 
     def __init__(self, store: RedisStore, name: str, enc: str) -> None:
@@ -78,14 +206,21 @@ class RedisSlot:
         self._store = store
         self._lock = threading.Lock()
         self._order = (0, 0, -1)  # (epoch, version) of the mirror: see Reply.order
+        self._seen = -math.inf  # time.monotonic() when the mirror last took a reply
         self._callback: ChangeCallback | None = None
         self._status: StatusCallback | None = None
         self._pending = 0
         self._pending_since = 0.0
         self._policy = Policy()
-        self._replays = 0  # events decided on the loop thread and not yet sent to Redis
+        self._replays = 0  # events decided on the mirror and not yet answered by Redis
         self._command: tuple[Command, Policy] | None = None  # issued during an outage
         self._first: asyncio.Task[None] | None = None  # the first read, when made on a loop
+        # A trial permit taken in Redis for a sync caller on the event loop: (permit, claim
+        # by, in time.monotonic); the caller's own permit id is an alias of it.
+        self._reserved: tuple[str, float] | None = None
+        self._reserving = False
+        self._aliases: dict[str, str] = {}
+        self._made: Decision | None = None  # a transition in a reply not yet settled
 
     # -- the port ------------------------------------------------------------------------
 
@@ -118,24 +253,35 @@ class RedisSlot:
     def apply(
         self, event: Event, now: float, policy: Policy, rand: float
     ) -> tuple[Snapshot, Decision]:
+        if self._aliases:
+            event = self._unalias(event)
         quick = self._quick(event, now, policy, rand)
         if quick is not None:
             return quick
-        loop = _running_loop()
-        if loop is not None:
-            return self._on_loop(loop, event, now, policy, rand)
-        pending = self._take_pending() if type(event) is Record else 0
-        script, op = event_args(event, pending)
+        store = self._store
+        if _running_loop() is not None:
+            return self._on_loop(event, now, policy, rand)
+        gate = store._gate
+        entered = gate.enter(store)
+        if entered is not _ENTERED:
+            return self._not_sent(entered, event, now, policy, rand)
         try:
-            raw = self._store._eval(script, self.key, self._enc, now, policy, rand, op)
-            return self._absorb(parse(raw), now)
+            pending = self._take_pending() if type(event) is Record else 0
+            script, op = event_args(event, pending)
+            issued = time.monotonic()
+            raw = store._eval(script, self.key, self._enc, now, policy, rand, op)
         except Exception as exc:
-            self._store._failed(exc)
+            store._failed(exc)
             return self._fallback(event, now, policy, rand)
+        finally:
+            gate.leave()
+        return self._answer(raw, issued, event, now, policy, rand)
 
     async def apply_async(
         self, event: Event, now: float, policy: Policy, rand: float
     ) -> tuple[Snapshot, Decision]:
+        if self._aliases:
+            event = self._unalias(event)
         quick = self._quick(event, now, policy, rand)
         if quick is not None:
             return quick
@@ -143,16 +289,23 @@ class RedisSlot:
         client = store._async_client()
         if client is None:  # built from a sync client only: keep the loop free anyway
             return await asyncio.to_thread(self.apply, event, now, policy, rand)
-        pending = self._take_pending() if type(event) is Record else 0
-        script, op = event_args(event, pending)
+        gate = store._async_gate()
+        entered = await gate.enter(store)
+        if entered is not _ENTERED:
+            return self._not_sent(entered, event, now, policy, rand)
         try:
+            pending = self._take_pending() if type(event) is Record else 0
+            script, op = event_args(event, pending)
+            issued = time.monotonic()
             raw = await store._eval_async(
                 client, script, self.key, self._enc, now, policy, rand, op
             )
-            return self._absorb(parse(raw), now)
         except Exception as exc:
             store._failed(exc)
             return self._fallback(event, now, policy, rand)
+        finally:
+            gate.leave()
+        return self._answer(raw, issued, event, now, policy, rand)
 
     # -- local decisions -------------------------------------------------------------------
 
@@ -161,13 +314,13 @@ class RedisSlot:
     ) -> tuple[Snapshot, Decision] | None:
         """Decide without Redis when that is exact enough (see the README), else None."""
         store = self._store
-        if store._down:
+        if store._down or store._closed:
             return self._fallback(event, now, policy, rand)
         if type(event) is Record and event.permit is None:
             state = self.snapshot.state
             if state in _IGNORED_STATES:
                 return self.snapshot, _DONE  # the core ignores outcomes here
-            if state is _CLOSED and not event.failure and not event.slow and store._batch > 1:
+            if state is _CLOSED and not event.failure and store._batch > 1:
                 return self._batch(event, now, policy, rand)
         return None
 
@@ -183,13 +336,14 @@ class RedisSlot:
                 return None  # this success changes the state: not a batch matter
             # The version stays: Redis' next reply, at that version or later, replaces it.
             self.snapshot = replace(new, version=snap.version)
-            if not self._pending:
+            started = not self._pending
+            if started:
                 self._pending_since = time.monotonic()
             self._policy = policy
             self._pending += event.count
             full = self._pending >= self._store._batch
-        if full:
-            self._store._wake.set()
+        if started or full:
+            self._store._wake.set()  # the thread times the flush from the batch's start
         return new, decision
 
     def _take_pending(self) -> int:
@@ -200,102 +354,217 @@ class RedisSlot:
     def _fallback(
         self, event: Event, now: float, policy: Policy, rand: float
     ) -> tuple[Snapshot, Decision]:
-        mode = self._store.on_store_error
-        if type(event) is Command:
+        store = self._store
+        mode = store.on_store_error
+        if type(event) is Command and not store._closed:
             # An operator's override outlives the outage: it is sent once Redis answers.
             self._command = (event, policy)
-        if mode == "local" or type(event) is Command:
-            with self._lock:
-                new, decision = decide(self.snapshot, event, now, policy, rand)
-                self.snapshot = new
-            return new, decision
+        if mode == "local" or type(event) is Command or store._closed:
+            return self._decide(event, now, policy, rand)
         if type(event) is not Acquire:
             return self.snapshot, _DONE
         if mode == "allow":
             return self.snapshot, _ADMIT
-        wait = self._store.probe_interval
+        wait = store.probe_interval
         with self._lock:
             self.snapshot = replace(self.snapshot, open_until=now + wait)
         return self.snapshot, Decision(Verdict.REJECT, wait)
 
+    def _decide(
+        self, event: Event, now: float, policy: Policy, rand: float
+    ) -> tuple[Snapshot, Decision]:
+        with self._lock:
+            new, decision = decide(self.snapshot, event, now, policy, rand)
+            self.snapshot = new
+        return new, decision
+
+    def _not_sent(
+        self, why: str, event: Event, now: float, policy: Policy, rand: float
+    ) -> tuple[Snapshot, Decision]:
+        """No connection was free: Redis went down meanwhile, or it answers too slowly
+        for the queue. Only the former is an outage."""
+        if why is _DOWN:
+            return self._fallback(event, now, policy, rand)
+        if type(event) is Acquire:
+            return self.snapshot, _BUSY_REJECT  # a trial needs Redis' word: retry shortly
+        return self._defer(event, now, policy, rand)
+
     def _on_loop(
+        self, event: Event, now: float, policy: Policy, rand: float
+    ) -> tuple[Snapshot, Decision]:
+        """A sync call on the event loop's thread: decide on the mirror now and let the
+        store's thread send the event, so the loop never waits for Redis. A trial permit
+        cannot be decided on the mirror: it is reserved in Redis for the next such call."""
+        if type(event) is Acquire:
+            return self._reserve(event, now, policy, rand)
+        return self._defer(event, now, policy, rand)
+
+    def _defer(
+        self, event: Event, now: float, policy: Policy, rand: float
+    ) -> tuple[Snapshot, Decision]:
+        with self._lock:
+            snap = self.snapshot
+            new, decision = decide(snap, event, now, policy, rand)
+            self.snapshot = replace(new, version=snap.version)
+            self._replays += 1
+        pending = self._take_pending() if type(event) is Record else 0
+        self._store._defer(_Deferred(self, event, now, policy, rand, pending))
+        return new, decision
+
+    def _reserve(
+        self, event: Acquire, now: float, policy: Policy, rand: float
+    ) -> tuple[Snapshot, Decision]:
+        stale: str | None = None
+        with self._lock:
+            reserved = self._reserved
+            if reserved is not None:
+                permit, claim_by = reserved
+                self._reserved = None
+                live = any(p == permit and t > now for p, t in self.snapshot.leases)
+                if live and time.monotonic() < claim_by:
+                    self._aliases[event.permit] = permit
+                    return self.snapshot, _TRIAL_DECISION
+                stale = permit
+            ask = not self._reserving
+            if ask:
+                self._reserving = True
+                self._replays += 1
+            if stale is not None:
+                self._replays += 1
+        store = self._store
+        if stale is not None:
+            store._defer(_Deferred(self, Release(stale), now, policy, rand, 0))
+        if ask:
+            permit = f"{event.permit}.r"
+            store._defer(_Deferred(self, Acquire(permit), now, policy, rand, 0, reserve=True))
+        return self.snapshot, _BUSY_REJECT
+
+    def _reserved_answer(self, permit: str, decision: Decision, policy: Policy) -> None:
+        with self._lock:
+            self._reserving = False
+            if decision.verdict is Verdict.TRIAL:
+                window = min(policy.trial_lease_ttl, _CLAIM_WINDOW)
+                self._reserved = (permit, time.monotonic() + window)
+
+    def _unclaimed(self, now: float) -> str | None:
+        """The reserved permit, if nobody claimed it in time (it is dropped here)."""
+        with self._lock:
+            reserved = self._reserved
+            if reserved is None or time.monotonic() < reserved[1]:
+                return None
+            self._reserved = None
+            self._replays += 1
+        return reserved[0]
+
+    def _unalias(self, event: Event) -> Event:
+        if type(event) is Record or type(event) is Release:
+            permit = event.permit
+            if permit is not None:
+                with self._lock:
+                    real = self._aliases.pop(permit, None)
+                if real is not None:
+                    return replace(event, permit=real)
+        return event
+
+    # -- mirror updates ----------------------------------------------------------------------
+
+    def _answer(
         self,
-        loop: asyncio.AbstractEventLoop,
+        raw: list[Any],
+        issued: float,
         event: Event,
         now: float,
         policy: Policy,
         rand: float,
     ) -> tuple[Snapshot, Decision]:
-        """A sync call on the event loop's thread: decide on the mirror now, send the event
-        to Redis from a task on that loop (in order), never block the loop."""
-        with self._lock:
-            snap = self.snapshot
-            new, decision = decide(snap, event, now, policy, rand)
-            self.snapshot = replace(new, version=snap.version)
-        pending = self._take_pending() if type(event) is Record else 0
-        with self._lock:
-            self._replays += 1
-        self._store._schedule(loop, self, event, policy, rand, pending)
-        return new, decision
-
-    async def _replay(self, event: Event, policy: Policy, rand: float, pending: int) -> None:
-        store = self._store
-        script, op = event_args(event, pending)
-        now = store.clock.now()
         try:
-            client = store._async_client()
-            if client is None:
-                raw = await asyncio.to_thread(
-                    store._eval, script, self.key, self._enc, now, policy, rand, op
-                )
-            else:
-                raw = await store._eval_async(
-                    client, script, self.key, self._enc, now, policy, rand, op
-                )
-            self._absorb(parse(raw), now)
-        except Exception as exc:
-            store._failed(exc)
-        finally:
-            with self._lock:
-                self._replays -= 1
+            reply = parse(raw)
+        except Exception as exc:  # the scripts check what they load, so this is a bug
+            self._store._bad_reply(self, exc)
+            return self._decide(event, now, policy, rand)
+        return self._absorb(reply, now, announce=False, issued=issued)
 
-    # -- mirror updates ----------------------------------------------------------------------
+    def _newer(self, reply: Reply, issued: float) -> bool:
+        """Whether ``reply`` may replace the mirror (call with the lock held). A reply to
+        a command sent after the mirror last took one ran after it: it is newer whatever
+        it says (also when Redis' clock went back and a recreated key has an older epoch).
+        Else (epoch, version) decides: a later version of the key, or a later key."""
+        return issued > self._seen or reply.order >= self._order
 
-    def _absorb(self, reply: Reply, now: float) -> tuple[Snapshot, Decision]:
-        """A reply to this process's own script call."""
+    def _take(self, reply: Reply, snap: Snapshot) -> None:
+        self.snapshot = snap
+        self._order = reply.order
+        self._seen = time.monotonic()
+
+    def _absorb(
+        self, reply: Reply, now: float, announce: bool, issued: float
+    ) -> tuple[Snapshot, Decision]:
+        """A reply to this process's own script call. ``announce``: nobody waits for the
+        decision (a batch, a deferred event), so a state change is told from here."""
         if reply.warning:
             self._store._garbage(self, reply.warning)
         snap = self._store._local(reply, now)
-        order = reply.order
+        decision = reply.decision
         with self._lock:
-            if order >= self._order:
-                self.snapshot = snap
-                self._order = order
-        return snap, reply.decision
+            old = self.snapshot
+            if announce and self._replays > 1:
+                # More of this breaker's events decided on the mirror are still on their
+                # way: the mirror already holds their outcome, this reply predates it.
+                # The last reply settles it; remember a transition made meanwhile.
+                if decision.previous is not None:
+                    self._made = decision
+                return snap, decision
+            taken = self._newer(reply, issued)
+            if taken:
+                self._take(reply, snap)
+            made, self._made = self._made, None
+        if announce and taken and old.state is not snap.state:
+            # Our own script made the change: this process is the one that tells it as
+            # local. Else Redis corrected a decision made on a stale mirror.
+            mine = decision if decision.previous is not None else made
+            reason = mine.reason if mine is not None else decision.reason
+            self._tell(old, snap, reason or "corrected by Redis", mine is None)
+        return snap, decision
 
-    def _absorb_remote(self, reply: Reply, ours: bool, force: bool, reason: str | None) -> None:
-        """A published change, a refresh or a resync."""
+    def _absorb_remote(
+        self,
+        reply: Reply,
+        ours: bool,
+        force: bool,
+        reason: str | None,
+        issued: float = -math.inf,
+    ) -> None:
+        """A published change (no ``issued``: ordered by epoch and version only), a
+        refresh or a resync (``force``)."""
         if reply.warning:
             self._store._garbage(self, reply.warning)
         snap = self._store._local(reply, None)
-        order = reply.order
         with self._lock:
             old = self.snapshot
             # Local decisions still on their way to Redis are newer than any read.
-            if not force and (order < self._order or self._replays):
+            if not force and (self._replays or not self._newer(reply, issued)):
                 return
-            self.snapshot = snap
-            self._order = order
+            self._take(reply, snap)
+        if not ours and old.state is not snap.state:
+            self._tell(old, snap, reply.decision.reason or reason, True)
+
+    def _tell(self, old: Snapshot, new: Snapshot, reason: str | None, remote: bool) -> None:
         callback = self._callback
-        if not ours and callback is not None and old.state is not snap.state:
-            try:
-                callback(old, snap, reply.decision.reason or reason)
-            except Exception:
-                log.exception("breaker %r: change callback failed", self.name)
+        if callback is None:
+            return
+        try:
+            callback(old, new, reason, remote)
+        except Exception:
+            log.exception("breaker %r: change callback failed", self.name)
+
+    def _replayed(self) -> None:
+        with self._lock:
+            self._replays -= 1
 
     def _outage_started(self, now: float, detail: str) -> None:
         store = self._store
         new: Snapshot | None = None
+        reason = ""
         with self._lock:
             old = self.snapshot
             if store.on_store_error == "allow":
@@ -312,8 +581,8 @@ class RedisSlot:
                 reason = "Redis unavailable: rejecting every call"
             if new is not None:
                 self.snapshot = new
-        if new is not None and self._callback is not None and old.state is not new.state:
-            self._callback(old, new, reason)
+        if new is not None and old.state is not new.state:
+            self._tell(old, new, reason, True)
         if self._status is not None:
             self._status(False, detail)
 
@@ -343,7 +612,12 @@ class RedisStore:
     - ``probe_interval`` (0.25 s): how often a failed Redis is retried in the background.
     - ``clock``: scripts use the callers' ``now`` instead of Redis ``TIME`` (tests, or one
       machine); give the breakers the same clock.
-    - ``pubsub`` (True): listen for other processes' changes.
+    - ``pubsub`` (True): listen for other processes' changes (changes are published
+      either way, so other processes can listen).
+    - ``max_connections`` (16): script calls of this process's callers in flight at once,
+      per client; more callers queue for a turn (not an outage).
+    - ``queue_timeout`` (1 s): how long a queued caller waits while Redis answers; then it
+      decides on the mirror and its event is sent in the background.
     """
 
     def __init__(
@@ -360,6 +634,8 @@ class RedisStore:
         probe_interval: float = 0.25,
         clock: Clock | None = None,
         pubsub: bool = True,
+        max_connections: int = 16,
+        queue_timeout: float = 1.0,
         _async_factory: Callable[[], redis.asyncio.Redis] | None = None,
         _owns_clients: bool = False,
         _where: str | None = None,
@@ -374,17 +650,22 @@ class RedisStore:
             ("flush_interval", flush_interval),
             ("refresh_interval", refresh_interval),
             ("probe_interval", probe_interval),
+            ("queue_timeout", queue_timeout),
         ):
             if not value > 0:
                 raise ValueError(f"{label} must be > 0, got {value!r}")
         if idle_ttl < 0:
             raise ValueError(f"idle_ttl must be >= 0, got {idle_ttl!r}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections!r}")
         self.namespace = namespace
         self.on_store_error: OnStoreError = on_store_error
         self.probe_interval = float(probe_interval)
         self.flush_interval = float(flush_interval)
         self.refresh_interval = float(refresh_interval)
         self.idle_ttl = float(idle_ttl)
+        self.queue_timeout = float(queue_timeout)
+        self.max_connections = int(max_connections)
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self._caller_time = clock is not None
         self._batch = max(int(success_batch_size), 1)
@@ -394,12 +675,15 @@ class RedisStore:
         self._aclients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, redis.asyncio.Redis
         ] = weakref.WeakKeyDictionary()
-        self._replay_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+        self._gate = _Gate(self.max_connections)
+        self._agates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncGate] = (
             weakref.WeakKeyDictionary()
         )
+        self._deferred: deque[_Deferred] = deque()
         self._owns = _owns_clients
         self._where = _where or _describe(client)
-        self._channel = f"{namespace}:changes" if pubsub else ""
+        self._channel = f"{namespace}:changes"
+        self._listens = bool(pubsub)
         self._token = token_hex(8)
         self._ttl_ms = str(int(self.idle_ttl * 1000))
         self._slots: dict[str, RedisSlot] = {}
@@ -408,6 +692,7 @@ class RedisStore:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._subscribed = threading.Event()
+        self._bad_replies = 0
         self._down = False
         self._detail = ""
         self._closed = False
@@ -428,9 +713,10 @@ class RedisStore:
         **options: Any,
     ) -> RedisStore:
         """A store on ``url`` (``redis://``, ``rediss://`` or ``unix://``, with user,
-        password and db as usual), with its own clients: short timeouts, no retries, and a
-        bounded pool per client (a burst of callers queues for a connection, at most
-        ``socket_timeout``, instead of opening hundreds of sockets at once)."""
+        password and db as usual), with its own clients: short timeouts and no retries.
+        At most ``max_connections`` callers' script calls are in flight per client (a
+        burst queues for a turn instead of opening hundreds of sockets at once); the
+        store's own thread and the pub/sub listener use one connection each on top."""
         from redis.asyncio.retry import Retry as AsyncRetry
         from redis.retry import Retry
 
@@ -440,15 +726,15 @@ class RedisStore:
             "socket_connect_timeout": timeout,
             "retry_on_timeout": False,
             "health_check_interval": 0,
-            "max_connections": max_connections,
-            "timeout": socket_timeout,
         }
         common.update(client_options or {})
-        pool = redis.BlockingConnectionPool.from_url(url, retry=Retry(NoBackoff(), 0), **common)
+        # The pools never make a caller wait: the store's gates bound the callers in
+        # flight, and waiting in a pool would end in an error that looks like an outage.
+        pool = redis.ConnectionPool.from_url(url, retry=Retry(NoBackoff(), 0), **common)
         client = redis.Redis(connection_pool=pool)
 
         def factory() -> redis.asyncio.Redis:
-            apool = redis.asyncio.BlockingConnectionPool.from_url(
+            apool = redis.asyncio.ConnectionPool.from_url(
                 url, retry=AsyncRetry(NoBackoff(), 0), **common
             )
             return redis.asyncio.Redis(connection_pool=apool)
@@ -457,6 +743,7 @@ class RedisStore:
             client,
             None,
             namespace,
+            max_connections=max_connections,
             _async_factory=factory,
             _owns_clients=True,
             _where=_redact(url),
@@ -478,7 +765,7 @@ class RedisStore:
                 self._slots[name] = slot
                 self._by_enc[enc] = slot
                 if not self._threads and not self._closed:
-                    self._start(wait=loop is None)
+                    self._start()
         if self._down:
             slot._outage_started(self.clock.now(), self._detail)
             return slot
@@ -489,19 +776,29 @@ class RedisStore:
         if loop is not None:
             slot._first = self._spawn(loop, self._first_read(slot))
             return slot
+        issued = time.monotonic()
         try:
-            reply = self._read(slot)
+            raw = self._eval(_READ, slot.key, slot._enc, self.clock.now(), Policy(), 0.5, ())
         except Exception as exc:
             self._failed(exc)
         else:
-            slot._absorb_remote(reply, ours=True, force=False, reason=None)
+            self._absorb_read(slot, raw, issued)
         return slot
+
+    def _absorb_read(self, slot: RedisSlot, raw: list[Any], issued: float) -> None:
+        try:
+            reply = parse(raw)
+        except Exception as exc:
+            self._bad_reply(slot, exc)
+        else:
+            slot._absorb_remote(reply, ours=True, force=False, reason=None, issued=issued)
 
     async def _first_read(self, slot: RedisSlot) -> None:
         try:
             client = self._async_client()
             script = SCRIPTS["read"]
             now = self.clock.now()
+            issued = time.monotonic()
             if client is None:
                 raw = await asyncio.to_thread(
                     self._eval, script, slot.key, slot._enc, now, Policy(), 0.5, ()
@@ -510,9 +807,10 @@ class RedisStore:
                 raw = await self._eval_async(
                     client, script, slot.key, slot._enc, now, Policy(), 0.5, ()
                 )
-            slot._absorb_remote(parse(raw), ours=True, force=False, reason=None)
         except Exception as exc:
             self._failed(exc)
+        else:
+            self._absorb_read(slot, raw, issued)
 
     def names(self) -> list[str]:
         return sorted(self._slots)
@@ -531,14 +829,19 @@ class RedisStore:
         self._flush(force=True)
 
     def close(self) -> None:
+        """Stop the store's threads, send what is still owed to Redis (events decided on
+        the mirror, batched successes), and close its own clients."""
         if self._closed:
             return
         self._closed = True
         self._stopping.set()
         self._wake.set()
+        self._gate.wake()
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=1.0)
+        if not self._down:
+            self._send_deferred(draining=True)
         if not self._down:
             self._flush(force=True)
         if self._owns:
@@ -640,24 +943,63 @@ class RedisStore:
             self._aclients[loop] = client
         return client
 
-    def _schedule(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        slot: RedisSlot,
-        event: Event,
-        policy: Policy,
-        rand: float,
-        pending: int,
-    ) -> None:
-        lock = self._replay_locks.get(loop)
-        if lock is None:
-            lock = self._replay_locks[loop] = asyncio.Lock()
+    def _async_gate(self) -> _AsyncGate:
+        loop = asyncio.get_running_loop()
+        gate = self._agates.get(loop)
+        if gate is None:
+            gate = self._agates[loop] = _AsyncGate(self.max_connections)
+        return gate
 
-        async def replay() -> None:
-            async with lock:  # FIFO: Redis sees this loop's events in the order they happened
-                await slot._replay(event, policy, rand, pending)
+    def _defer(self, item: _Deferred) -> None:
+        """Queue an event for the store's thread: sent in order, off every event loop (a
+        loop shutting down cannot cancel it), and before the store closes."""
+        with self._lock:
+            self._deferred.append(item)
+        self._wake.set()
 
-        self._spawn(loop, replay())
+    def _send_deferred(self, draining: bool = False) -> None:
+        while True:
+            with self._lock:
+                if not self._deferred or self._down or (self._closed and not draining):
+                    return
+                item = self._deferred.popleft()
+            slot = item.slot
+            event = item.event
+            script, op = event_args(event, item.pending)
+            issued = time.monotonic()
+            try:
+                raw = self._eval(script, slot.key, slot._enc, item.now, item.policy, item.rand, op)
+            except Exception as exc:
+                # Local state rules until the resync (the event is dropped with it); an
+                # operator's override is kept and sent when Redis answers.
+                if type(event) is Command:
+                    slot._command = (event, item.policy)
+                if item.reserve:
+                    slot._reserved_answer(_permit(event), _BUSY_REJECT, item.policy)
+                slot._replayed()
+                self._failed(exc)
+                return
+            try:
+                reply = parse(raw)
+            except Exception as exc:
+                self._bad_reply(slot, exc)
+            else:
+                slot._absorb(reply, item.now, announce=True, issued=issued)
+                if item.reserve:
+                    slot._reserved_answer(_permit(event), reply.decision, item.policy)
+            slot._replayed()
+
+    def _drop_deferred(self) -> None:
+        """An outage began: what was queued for Redis is superseded by the resync."""
+        with self._lock:
+            items = list(self._deferred)
+            self._deferred.clear()
+        for item in items:
+            if type(item.event) is Command:
+                item.slot._command = (item.event, item.policy)
+            if item.reserve:
+                item.slot._reserved_answer("", _BUSY_REJECT, item.policy)
+            item.slot._replayed()
 
     def _spawn(
         self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]
@@ -675,6 +1017,12 @@ class RedisStore:
                 return
             self._down = True
         self._wake.set()
+        self._drop_deferred()
+        # Callers queued for a connection decide locally now, instead of waiting for one.
+        self._gate.wake()
+        for loop, gate in list(self._agates.items()):
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(gate.wake)
         detail = self._detail = f"{type(exc).__name__}: {exc}"
         modes = {
             "local": "in-process state",
@@ -700,6 +1048,17 @@ class RedisStore:
         for slot in list(self._slots.values()):
             slot._outage_started(now, detail)
 
+    def _bad_reply(self, slot: RedisSlot, exc: BaseException) -> None:
+        # Not an outage: Redis answered. The scripts check what they load, so this means
+        # a bug; say so (a few times, not once per call) and decide locally meanwhile.
+        self._bad_replies += 1
+        if self._bad_replies <= 3:
+            log.error(
+                "chainlit_breaker: breaker %r: unreadable script reply (%s); deciding locally",
+                slot.name,
+                exc,
+            )
+
     def _garbage(self, slot: RedisSlot, warning: str) -> None:
         log.warning(
             "chainlit_breaker: breaker %r: %s in Redis key %r; treated as a reset",
@@ -719,10 +1078,16 @@ class RedisStore:
                     script, op = event_args(command, 0)
                     self._eval(script, slot.key, slot._enc, self.clock.now(), policy, 0.5, op)
                     slot._command = None
-            replies = [(slot, self._read(slot)) for slot in list(self._slots.values())]
+            raws = [(slot, self._read_raw(slot)) for slot in list(self._slots.values())]
         except Exception:
             return False
-        for slot, reply in replies:
+        self._drop_deferred()
+        for slot, raw in raws:
+            try:
+                reply = parse(raw)
+            except Exception as exc:
+                self._bad_reply(slot, exc)
+                continue
             slot._absorb_remote(reply, ours=False, force=True, reason="resynced with Redis")
         with self._lock:
             self._down = False
@@ -731,27 +1096,28 @@ class RedisStore:
             slot._outage_ended()
         return True
 
+    def _read_raw(self, slot: RedisSlot) -> list[Any]:
+        return self._eval(_READ, slot.key, slot._enc, self.clock.now(), Policy(), 0.5, ())
+
     def _read(self, slot: RedisSlot) -> Reply:
-        raw = self._eval(SCRIPTS["read"], slot.key, slot._enc, self.clock.now(), Policy(), 0.5, ())
-        return parse(raw)
+        """The shared state of ``slot`` as Redis holds it now (a read, no change)."""
+        return parse(self._read_raw(slot))
 
     # -- background work ---------------------------------------------------------------------
 
-    def _start(self, wait: bool) -> None:
+    def _start(self) -> None:
         maintain = threading.Thread(
             target=self._maintain, name=f"chainlit-breaker-redis-{self._token}", daemon=True
         )
         self._threads.append(maintain)
-        if self._channel:
+        if self._listens:
+            # Not waited for: a change published before the subscription lands is read by
+            # the catch-up refresh the listener asks for once it is subscribed.
             listen = threading.Thread(
                 target=self._listen, name=f"chainlit-breaker-pubsub-{self._token}", daemon=True
             )
             self._threads.append(listen)
             listen.start()
-            # Changes published before we listen arrive only with the refresh that follows
-            # the subscription: off the loop, give it a moment (once per store).
-            if wait:
-                self._subscribed.wait(0.25)
         maintain.start()
 
     def _maintain(self) -> None:
@@ -765,11 +1131,12 @@ class RedisStore:
                         self._probe()
                     next_refresh = time.monotonic() + self.refresh_interval
                     continue
-                wait = min(self.flush_interval, max(next_refresh - time.monotonic(), 0.0))
-                self._wake.wait(wait)
+                self._wake.wait(self._until_due(next_refresh))
                 self._wake.clear()
                 if self._closed:
                     break
+                self._send_deferred()
+                self._release_unclaimed()
                 self._flush(force=False)
                 if self._refresh_requested or time.monotonic() >= next_refresh:
                     self._refresh_requested = False
@@ -779,6 +1146,27 @@ class RedisStore:
                 log.exception("chainlit_breaker: Redis maintenance failed")
                 time.sleep(self.probe_interval)
 
+    def _until_due(self, next_refresh: float) -> float:
+        """Seconds until the next thing is due: a batch's flush, an unclaimed reservation's
+        release, the refresh (a woken thread recomputes this)."""
+        now = time.monotonic()
+        due = next_refresh
+        for slot in list(self._slots.values()):
+            if slot._pending:
+                due = min(due, slot._pending_since + self.flush_interval)
+            reserved = slot._reserved
+            if reserved is not None:
+                due = min(due, reserved[1])
+        return min(max(due - now, 0.0), self.refresh_interval)
+
+    def _release_unclaimed(self) -> None:
+        for slot in list(self._slots.values()):
+            permit = slot._unclaimed(self.clock.now())
+            if permit is not None:
+                item = _Deferred(slot, Release(permit), self.clock.now(), slot._policy, 0.5, 0)
+                self._defer(item)
+        self._send_deferred()
+
     def _flush(self, force: bool) -> None:
         now_mono = time.monotonic()
         for slot in list(self._slots.values()):
@@ -787,31 +1175,45 @@ class RedisStore:
             pending = slot._pending
             if not pending:
                 continue
-            young = now_mono - slot._pending_since < self.flush_interval
-            if not force and pending < self._batch and young:
+            due = now_mono - slot._pending_since >= self.flush_interval
+            if not force and pending < self._batch and not due:
                 continue
             pending = slot._take_pending()
             if not pending:
                 continue
             script, op = flush_args(pending)
             now = self.clock.now()
+            issued = time.monotonic()
             try:
                 raw = self._eval(script, slot.key, slot._enc, now, slot._policy, 0.5, op)
-                slot._absorb(parse(raw), now)
             except Exception as exc:
                 self._failed(exc)
                 return
+            try:
+                reply = parse(raw)
+            except Exception as exc:
+                self._bad_reply(slot, exc)
+                continue
+            slot._absorb(reply, now, announce=True, issued=issued)
 
     def _refresh_all(self, force: bool) -> None:
         for slot in list(self._slots.values()):
             if self._down:
                 return
+            issued = time.monotonic()
             try:
-                reply = self._read(slot)
+                raw = self._read_raw(slot)
             except Exception as exc:
                 self._failed(exc)
                 return
-            slot._absorb_remote(reply, ours=False, force=force, reason="refreshed from Redis")
+            try:
+                reply = parse(raw)
+            except Exception as exc:
+                self._bad_reply(slot, exc)
+                continue
+            slot._absorb_remote(
+                reply, ours=False, force=force, reason="refreshed from Redis", issued=issued
+            )
 
     def _listen(self) -> None:
         backoff = 0.05
@@ -851,6 +1253,10 @@ class RedisStore:
             log.warning("chainlit_breaker: ignoring a malformed change message", exc_info=True)
             return
         slot._absorb_remote(reply, ours=fields[1] == self._token, force=False, reason=None)
+
+
+def _permit(event: Event) -> str:
+    return cast(Acquire, event).permit
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
