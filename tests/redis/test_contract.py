@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chainlit_breaker.clock import FakeClock
 from chainlit_breaker.core import (
     Acquire,
     Command,
@@ -29,7 +30,6 @@ from chainlit_breaker.core import (
     WindowKind,
     decide,
 )
-from chainlit_breaker.clock import FakeClock
 from chainlit_breaker.store.base import Slot, Store
 from chainlit_breaker.store.memory import MemoryStore
 from chainlit_breaker.store.redis import RedisStore
@@ -209,6 +209,19 @@ SCENARIOS: dict[str, tuple[Policy, list[Any]]] = {
             ok(slow=True),
             ok(slow=True),
         ],
+    ),
+    # A bucket exactly window_size seconds old has left the window: counting it would
+    # make 1 failure + 1 success a 50 % rate and trip.
+    "time_window_boundary": (
+        Policy(
+            failure_threshold=None,
+            failure_rate_threshold=0.5,
+            window_kind=WindowKind.TIME,
+            window_size=5,
+            minimum_calls=2,
+            reset_timeout=2.0,
+        ),
+        [Advance(100.0), fail(), Advance(5.0), ok(), Advance(0.999), ok(), fail()],
     ),
     "time_window_buckets_expire": (
         Policy(

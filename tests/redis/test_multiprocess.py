@@ -131,6 +131,47 @@ def test_half_open_concurrency_never_exceeds_the_limit(
     assert trials > 50
 
 
+def test_sync_trials_on_the_event_loop_respect_the_limit_across_processes(
+    redis_server: RedisServer, namespace: str, spawn: Any
+) -> None:
+    """A sync function called on the loop's thread cannot wait for Redis, yet its trial
+    permit must be Redis' to give: it is reserved in the background and claimed by the
+    next such call. Four processes, one limit."""
+    inflight = CTX.Value("i", 0, lock=False)
+    peak = CTX.Value("i", 0, lock=False)
+    lock = CTX.Lock()
+    store = RedisStore.from_url(redis_server.url, namespace=namespace)
+    breaker = PersistentCircuitBreaker(
+        "loop-half", BreakerConfig(failure_threshold=1, reset_timeout=0.05), store
+    )
+    with pytest.raises(workers.Boom):
+        breaker.call_sync(workers._boom)
+    results = spawn(
+        workers.half_open_on_the_loop, 4, redis_server.url, namespace, "loop-half", 2.0,
+        inflight, peak, lock,
+    )  # fmt: skip
+    store.close()
+    trials = [r["trials"] for r in results]
+    print(f"sync trials on the loop: {trials} of {[r['calls'] for r in results]} calls, "
+          f"peak concurrency {peak.value}")  # fmt: skip
+    assert peak.value == 1
+    assert sum(trials) > 20  # trials did happen, so the limit was tested
+
+
+def test_failures_are_counted_exactly_with_default_settings(
+    redis_server: RedisServer, namespace: str, spawn: Any
+) -> None:
+    """More callers than connections (4 processes x 24 threads, 16 connections each) on
+    the default 100 ms timeouts: a burst queues for a turn; it is not an outage."""
+    results = spawn(
+        workers.count_failures_default_store, 4, redis_server.url, namespace, "busy", 24, 40
+    )
+    assert sum(r["raised"] for r in results) == 4 * 24 * 40
+    assert sum(r["outages"] for r in results) == 0
+    snap = shared_state(redis_server, namespace, "busy")
+    assert snap.consecutive_failures == 4 * 24 * 40
+
+
 def _open_from_parent(server: RedisServer, ns: str, name: str) -> Callable[[Any], None]:
     def parent(barrier: Any) -> None:
         barrier.wait()  # everyone is connected and subscribed

@@ -7,6 +7,7 @@ threads or tasks against the shared breaker and reports counts on a queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from typing import Any
@@ -302,3 +303,84 @@ def die_holding_a_trial(url: str, ns: str, name: str, barrier: Any, queue: Any) 
         os._exit(0)  # killed mid-call: the lease is never reported or released
 
     breaker.call_sync(trial)
+
+
+def half_open_on_the_loop(
+    url: str,
+    ns: str,
+    name: str,
+    seconds: float,
+    inflight: Any,
+    peak: Any,
+    lock: Any,
+    barrier: Any,
+    queue: Any,
+) -> None:
+    """Like half_open_load, but every call is a *sync* function called on the event loop's
+    own thread: its Redis work may not block the loop, and its trials still count against
+    the limit of every process together."""
+    cfg = {
+        "failure_threshold": 1,
+        "reset_timeout": 0.05,
+        "half_open_max_calls": 1,
+        "success_threshold": 10**6,
+    }
+    trials = 0
+    calls = 0
+
+    def trial() -> None:
+        nonlocal trials
+        with lock:
+            inflight.value += 1
+            peak.value = max(peak.value, inflight.value)
+            trials += 1
+        try:
+            time.sleep(0.004)
+            if trials % 7 == 0:
+                raise Boom
+        finally:
+            with lock:
+                inflight.value -= 1
+
+    async def main() -> None:
+        nonlocal calls
+        store = RedisStore.from_url(url, namespace=ns, socket_timeout=0.5)
+        breaker = PersistentCircuitBreaker(name, BreakerConfig(**cfg), store)
+        await breaker.ready()
+        await asyncio.to_thread(barrier.wait)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            calls += 1
+            with contextlib.suppress(CircuitOpenError, Boom):
+                breaker.call_sync(trial)  # on the loop's thread
+            await asyncio.sleep(0.001)
+        await store.aclose()
+
+    asyncio.run(main())
+    queue.put({"trials": trials, "calls": calls})
+
+
+def count_failures_default_store(
+    url: str, ns: str, name: str, threads: int, per_thread: int, barrier: Any, queue: Any
+) -> None:
+    """count_failures on a store with the default settings (100 ms timeouts, 16 callers in
+    flight): more threads than connections queue for a turn, and nothing is lost."""
+    store = RedisStore.from_url(url, namespace=ns)
+    breaker = PersistentCircuitBreaker(name, BreakerConfig(failure_threshold=10**9), store)
+    raised = 0
+    outages = 0
+
+    def work() -> None:
+        nonlocal raised, outages
+        for _ in range(per_thread):
+            try:
+                breaker.call_sync(_boom)
+            except Boom:
+                raised += 1
+            if not store.available:
+                outages += 1
+
+    barrier.wait()
+    _threads(threads, work)
+    store.close()  # sends what is still queued
+    queue.put({"raised": raised, "outages": outages})

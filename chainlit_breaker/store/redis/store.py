@@ -76,6 +76,8 @@ class _Gate:
                 if left <= 0:
                     return _BUSY
                 cond.wait(left)
+            if store._down or store._closed:
+                return _DOWN  # a turn freed up because a call failed: Redis is down
             self._free -= 1
             return _ENTERED
 
