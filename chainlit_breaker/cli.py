@@ -43,7 +43,7 @@ reset_timeout = 30.0          # seconds open before one trial call is let throug
 # jitter = 0.1                  # +/- random spread of the timeout
 # half_open_max_calls = 1       # concurrent trial calls
 # success_threshold = 1         # trial successes needed to close
-# trial_lease_ttl = 60.0        # a trial permit expires if its holder dies
+# trial_lease_ttl = 60.0        # a trial permit expires if its holder dies (max 86400)
 # failure_exceptions = ["Exception"]          # what counts as a failure
 # ignore_exceptions = ["ValueError"]          # never a failure
 
@@ -54,6 +54,7 @@ show_exception_text = false   # never show exception text to users unless true
 # Wording; placeholders: {service} (label), {name}, {retry}, {seconds}; about a failure
 # also {error_type} and {error} (the exception text: empty unless show_exception_text).
 # unavailable = "Sorry, {service} is temporarily unavailable. {retry}"
+# failed = "Sorry, {service} did not answer this time. Please try again."
 # opened = "{service} is temporarily unavailable. {retry}"
 # half_opened = "Trying {service} again."
 # recovered = "{service} is available again."

@@ -73,6 +73,11 @@ class BreakerRegistry:
         self._defaults = BreakerConfig()
         self._configured: dict[str, dict[str, Any]] = {}
         self._in_code: dict[str, dict[str, Any]] = {}
+        # Where each code registration came from: (module name, a token of that run of
+        # the module). A hot reload runs the module again with a new token, so what its
+        # last run registered can be told from what this run registers.
+        self._origins: dict[str, tuple[str, object]] = {}
+        self._forgotten: set[str] = set()
         self._fallbacks: dict[str, Fallback] = {}
         self._breakers: dict[str, PersistentCircuitBreaker] = {}
         self._listeners: tuple[Listener, ...] = ()
@@ -130,10 +135,16 @@ class BreakerRegistry:
                     built.reconfigure(self.config_for(name))
 
     def register(
-        self, name: str, overrides: Mapping[str, Any], *, fallback: Fallback | None = None
+        self,
+        name: str,
+        overrides: Mapping[str, Any],
+        *,
+        fallback: Fallback | None = None,
+        origin: tuple[str, object] | None = None,
     ) -> None:
         """Record config given in code for ``name`` (the last registration wins, so a
-        hot reload that re-runs the module replaces rather than duplicates)."""
+        hot reload that re-runs the module replaces rather than duplicates). ``origin``
+        names the run of the module that registers it (see ``forget_code_from``)."""
         with self._lock:
             previous = self._in_code.get(name)
             data = dict(overrides)
@@ -142,6 +153,11 @@ class BreakerRegistry:
             if previous is not None and previous.keys() != data.keys():
                 log.debug("breaker %r: code config replaced (%s -> %s)", name, previous, data)
             self._in_code[name] = data
+            self._forgotten.discard(name)
+            if origin is not None:
+                self._origins[name] = origin
+            else:
+                self._origins.pop(name, None)
             if fallback is not None:
                 self._fallbacks[name] = fallback
             built = self._breakers.get(name)
@@ -149,6 +165,25 @@ class BreakerRegistry:
                 built.reconfigure(self.config_for(name))
                 if fallback is not None:
                     built.fallback = fallback
+
+    def forget_code_from(self, module: str, run: object) -> list[str]:
+        """Drop the code config that an earlier run of ``module`` registered (not run
+        ``run``, the current one): a hot reload re-runs the module, and what it no longer
+        says (a removed keyword, a renamed breaker) must not linger. Breakers built for
+        those names go back to their TOML and default config; a name nothing registers
+        again leaves ``names()``. Returns the names dropped."""
+        with self._lock:
+            stale = [
+                n for n, (mod, tok) in self._origins.items() if mod == module and tok is not run
+            ]
+            for name in stale:
+                del self._origins[name]
+                self._in_code.pop(name, None)
+                self._forgotten.add(name)
+                built = self._breakers.get(name)
+                if built is not None:
+                    built.reconfigure(self.config_for(name))
+            return stale
 
     def _compose(
         self,
@@ -214,9 +249,11 @@ class BreakerRegistry:
             return dict(self._breakers)
 
     def names(self) -> list[str]:
-        """Every name known from code, configuration or use, sorted."""
+        """Every name known from code, configuration or use, sorted (less those whose
+        code went away in a hot reload and that nothing else names)."""
         with self._lock:
-            return sorted({*self._breakers, *self._in_code, *self._configured})
+            known = {*self._breakers, *self._in_code, *self._configured}
+            return sorted(known - (self._forgotten - set(self._configured)))
 
     def add_listener(self, listener: Listener) -> None:
         """Give ``listener`` the events of every breaker, present and future (idempotent)."""

@@ -144,7 +144,13 @@ class UISettings(BaseModel):
     author: str = Field("Service status", min_length=1, description="author of notices")
     unavailable: str = Field(
         "Sorry, {service} is temporarily unavailable. {retry}",
-        description="the guard's reply when a protected call was rejected or failed",
+        description="the guard's reply when a protected call was rejected, or failed and "
+        "its circuit is open",
+    )
+    failed: str = Field(
+        "Sorry, {service} did not answer this time. Please try again.",
+        description="the guard's reply when a protected call failed and its circuit is "
+        "still closed",
     )
     opened: str = Field(
         "{service} is temporarily unavailable. {retry}", description="notice: circuit opened"
@@ -178,13 +184,14 @@ class UISettings(BaseModel):
     )
 
     @field_validator(
-        "unavailable", "opened", "half_opened", "recovered", "retry_in", "retry_soon",
-        "retry_manual", "error", "step_rejected", "step_failed",
+        "unavailable", "failed", "opened", "half_opened", "recovered", "retry_in",
+        "retry_soon", "retry_manual", "error", "step_rejected", "step_failed",
     )  # fmt: skip
     @classmethod
     def _template(cls, value: str) -> str:
         try:
-            value.format(service="s", name="n", retry="r", seconds=1.0, error_type="E", error="e")
+            # {seconds} is filled with whole seconds: checked with an int, as it is used
+            value.format(service="s", name="n", retry="r", seconds=1, error_type="E", error="e")
         except (KeyError, IndexError, ValueError) as err:
             raise ValueError(
                 f"bad template ({err!r}); use {{service}}, {{name}}, {{retry}}, {{seconds}}, "

@@ -60,7 +60,8 @@ async def fake_llm(prompt: str, facts: list[str]) -> AsyncIterator[str]:
 
 HELP = """**chainlit_breaker demo.** Ask about the *weather in Paris* or a *stock quote for ACME*.
 
-Break things and watch the breakers (3 failures open a circuit, it retries after 15 s):
+Break things and watch the breakers (3 failures open a circuit; it tries again after
+15 s, the language model after 10 s):
 - `/weather fail`, `/weather hang`, `/weather ok` (async tool)
 - `/stocks fail`, `/stocks hang`, `/stocks ok` (legacy sync tool, runs in a thread)
 - `/llm fail`, `/llm ok` (the streaming LLM breaks mid-answer)
@@ -77,7 +78,11 @@ async def start() -> None:
     await cl.Message(content=HELP).send()
 
 
-_SWITCH = re.compile(r"^/(weather|stocks|llm)\s+(ok|fail|hang)\s*$")
+_SWITCH = re.compile(r"^/(weather|stocks|llm)\s+(ok|fail|hang)\s*$", re.IGNORECASE)
+# "weather in Paris", "What's the weather for new york?": up to three words of a place.
+_NOT_A_PLACE = r"(?!(?:and|please|today|tomorrow|now|right|like|is|this|then)\b)"
+_WORD = _NOT_A_PLACE + r"[^\W\d_][\w'-]*"
+_CITY = re.compile(rf"weather (?:in|for|at) ({_WORD}(?: {_WORD}){{0,2}})", re.IGNORECASE)
 
 
 @cl.on_message
@@ -85,13 +90,13 @@ _SWITCH = re.compile(r"^/(weather|stocks|llm)\s+(ok|fail|hang)\s*$")
 async def main(message: cl.Message) -> None:
     text = message.content.strip()
     if switch := _SWITCH.match(text):
-        backend, mode = switch.groups()
+        backend, mode = (part.lower() for part in switch.groups())
         MODES[backend] = mode
         await cl.Message(content=f"The {backend} backend will now `{mode}`.").send()
         return
     facts: list[str] = []
-    if city := re.search(r"(?i:weather (?:in|for)) ([A-Z][a-z]+(?: [A-Z][a-z]+)*)", text):
-        facts.append(await get_weather(city.group(1).strip()))
+    if city := _CITY.search(text):
+        facts.append(await get_weather(city.group(1).strip().title()))
     if symbol := re.search(r"(?:stock|quote)s? (?:for|of) ([A-Za-z]+)", text, re.IGNORECASE):
         facts.append(await get_quote(symbol.group(1)))
     await cb.stream_message("llm", fake_llm, text, facts)

@@ -59,10 +59,22 @@ async def test_user_sees_the_open_circuit_in_the_browser(chromium: Path, tmp_pat
                     await expect(answers.nth(before)).to_contain_text(expected, timeout=15_000)
 
                 await say("/weather fail", "The weather backend will now")
-                await say("weather in Paris", "retried shortly")
+                await say("weather in Paris", "did not answer this time")
                 await say("weather in Paris", "It will be retried in 3 s.")
                 await say("weather in Paris", "Sorry, the weather service is temporarily")
+                # Each failed or rejected call is a "Used weather lookup" step marked with
+                # Chainlit's red error icon; the rejected one, opened, says the circuit is
+                # open instead of showing a stack trace.
+                steps = page.locator('button[id="step-weather lookup"]')
+                assert await steps.count() == 3
+                errors = page.locator("svg.lucide-circle-alert.fill-destructive")
+                assert await errors.count() == 3  # two failures and one rejection
+                await steps.last.click()
+                await expect(
+                    page.get_by_text("Circuit open: the weather service").first
+                ).to_be_visible()
                 body = await page.locator("body").inner_text()
+                assert "Traceback" not in body
                 assert "weather.internal" not in body
                 assert "abc123" not in body
                 # Typing "/" opens Chainlit's command menu (the demo registers "breakers"):

@@ -123,35 +123,29 @@ async def test_tool_success_failure_rejection_recovery(
 
     tool = "tool"
     failed = "Weather-api failed (ConnectionError)."
-    # The session was told the circuit opened: the half-open in between stays quiet.
-    trial = [("update_message", tool, "weather", "sunny in rome", False)]
-    assert summary(session) == [
+    got = summary(session)
+    steps = [e for e in got if e[1] == tool]
+    notices = [e[3] for e in got if e[1] == "assistant_message"]
+    assert steps == [
         ("new_message", tool, "weather", "", False),
         ("update_message", tool, "weather", "sunny in paris", False),
         ("new_message", tool, "weather", "", False),
         ("update_message", tool, "weather", failed, True),
         ("new_message", tool, "weather", "", False),
         ("update_message", tool, "weather", failed, True),
-        # No guard: the notice is sent at once (after the step that tripped it).
-        (
-            "new_message",
-            "assistant_message",
-            "Service status",
-            "Weather-api is temporarily unavailable. It will be retried in 10 s.",
-            False,
-        ),
         ("new_message", tool, "weather", "", False),
         ("update_message", tool, "weather", OPEN_TEXT, True),
         ("new_message", tool, "weather", "", False),
-        *trial,
-        (
-            "new_message",
-            "assistant_message",
-            "Service status",
-            "Weather-api is available again.",
-            False,
-        ),
+        ("update_message", tool, "weather", "sunny in rome", False),
     ]
+    # No guard: each notice is sent at once, from its own task (so its place among the
+    # steps of a call still running is not fixed; the trip's comes after that step).
+    assert notices == [
+        "Weather-api is temporarily unavailable. It will be retried in 10 s.",
+        "Trying weather-api again.",
+        "Weather-api is available again.",
+    ]
+    assert got.index(steps[5]) < got.index(next(e for e in got if e[1] == "assistant_message"))
     first = events(session)[0][1]
     assert first["input"] == '{\n    "city": "paris"\n}'
     assert first["threadId"] == "thread-session-1"
@@ -262,7 +256,8 @@ async def test_guard_replies_name_service_and_retry(session: Any, clock: FakeClo
             "new_message",
             "assistant_message",
             "Assistant",
-            "Sorry, the weather service is temporarily unavailable. It will be retried shortly.",
+            # A failure that left the circuit closed: nothing to wait for, try again.
+            "Sorry, the weather service did not answer this time. Please try again.",
             False,
         ),
         # The failure that opened the circuit: the reply already says it, so the
@@ -334,7 +329,7 @@ async def test_guard_attributes_chained_failures_and_hides_other_errors(session:
     await buggy(user_message("y"))
     replies = [s[3] for s in summary(session) if s[1] == "assistant_message"]
     assert replies == [
-        "Sorry, weather-api is temporarily unavailable. It will be retried shortly.",
+        "Sorry, weather-api did not answer this time. Please try again.",
         "Sorry, something went wrong while answering. Please try again.",
     ]
     assert "internal detail" not in repr(session.emit.call_args_list)
@@ -401,8 +396,8 @@ async def test_streaming_through_the_breaker(session: Any) -> None:
     await handler(user_message("fail"))
     # The partial answer stays, then the guard explains; mid-stream failure counted.
     assert [s[3] for s in summary(session) if s[0] == "new_message"] == [
-        "Hello",
-        "Sorry, llm is temporarily unavailable. It will be retried shortly.",
+        "Hello …",  # cut short, and marked so
+        "Sorry, llm did not answer this time. Please try again.",
     ]
     assert chainlit_breaker.get_breaker("llm").snapshot.consecutive_failures == 1
     tokens = [t async for t in cb.stream("llm", fake_llm, "x")]
@@ -495,7 +490,8 @@ async def test_an_idle_session_hears_of_an_outage_once_and_of_the_recovery(
     clock: FakeClock,
 ) -> None:
     """Retry cycles during an outage (open, half-open, open, ...) must not spam a session
-    that was already told: "opened" once, then quiet until "recovered"."""
+    that was already told: "opened" once, "trying again" once, then quiet until
+    "recovered"."""
     use()
     flaky = chainlit_breaker.breaker("flaky", failure_threshold=1, reset_timeout=10)
     idle, busy = make_session("idle"), make_session("busy")
@@ -526,6 +522,7 @@ async def test_an_idle_session_hears_of_an_outage_once_and_of_the_recovery(
     said = [p[3] for p in summary(idle)]
     assert said == [
         "Flaky is temporarily unavailable. It will be retried in 10 s.",
+        "Trying flaky again.",
         "Flaky is available again.",
         "Flaky is temporarily unavailable. It will be retried in 10 s.",
     ]
@@ -612,7 +609,7 @@ async def test_admin_actions_need_admin_metadata(
     await cb.handle_command(user_message("/breakers open weather-api"))
     reply = summary(sess)[-1][3]
     if allowed:
-        assert reply == "Breaker 'weather-api' forced open; it is now forced_open."
+        assert reply == "Breaker 'weather-api' forced open; it is now forced open."
         assert brk.state is BreakerState.FORCED_OPEN
         await cb.handle_command(user_message("/breakers close weather-api"))
         assert brk.state is BreakerState.CLOSED
@@ -718,6 +715,178 @@ async def test_hot_reload_does_not_duplicate(session: Any, tmp_path: Path) -> No
         config.code.on_message = saved
 
 
+def test_a_reload_drops_what_the_code_no_longer_says(tmp_path: Path) -> None:
+    """Removing a keyword from a tool, or renaming its breaker, then saving: the reload
+    must not keep the old config, nor list the old name in /breakers."""
+    (tmp_path / ".chainlit").mkdir()
+    toml = tmp_path / ".chainlit" / "breakers.toml"
+    toml.write_text("[defaults]\nreset_timeout = 45\n")
+    app = tmp_path / "app.py"
+    version_1 = f"""
+import chainlit_breaker
+from chainlit_breaker.integrations import chainlit as cb
+
+cb.setup({str(toml)!r})
+
+@cb.tool("weather-api", failure_threshold=1, reset_timeout=99)
+async def weather(city: str) -> str:
+    return city
+
+@cb.tool("old-name", failure_threshold=2)
+def legacy(city: str) -> str:
+    return city
+
+chainlit_breaker.get_breaker("old-name")  # used: built in the registry
+
+llm = cb.llm("llm", failure_threshold=7)
+"""
+    version_2 = f"""
+from chainlit_breaker.integrations import chainlit as cb
+
+cb.setup({str(toml)!r})
+
+@cb.tool("weather-api")
+async def weather(city: str) -> str:
+    return city
+
+@cb.tool("new-name", failure_threshold=2)
+def legacy(city: str) -> str:
+    return city
+
+llm = cb.llm("llm")
+
+@cb.tool("late", failure_threshold=4)  # registered after setup() in the same run: kept
+async def late() -> None:
+    return None
+"""
+    reg = chainlit_breaker.registry
+    app.write_text(version_1)
+    runpy.run_path(str(app), run_name="app")
+    weather = reg.get("weather-api")
+    assert (weather.config.failure_threshold, weather.config.reset_timeout) == (1, 99.0)
+    assert reg.config_for("llm").failure_threshold == 7
+    app.write_text(version_2)
+    runpy.run_path(str(app), run_name="app")  # what `chainlit run -w` does on a change
+    assert reg.get("weather-api") is weather  # same breaker, same state ...
+    assert (weather.config.failure_threshold, weather.config.reset_timeout) == (5, 45.0)
+    assert reg.config_for("llm").failure_threshold == 5
+    assert reg.config_for("late").failure_threshold == 4
+    assert "old-name" not in reg.names()
+    assert "new-name" in reg.names()
+    runpy.run_path(str(app), run_name="app")  # and again: nothing changes
+    assert reg.config_for("late").failure_threshold == 4
+    assert reg.config_for("new-name").failure_threshold == 2
+
+
+async def test_a_hung_sync_tool_does_not_starve_other_sync_tools(session: Any) -> None:
+    """asyncio.to_thread shares the loop's executor (6 workers on 2 cores): hung calls
+    would hold every worker, and a healthy tool would queue until its own timeout."""
+    use()
+    release = threading.Event()
+
+    @cb.tool("legacy-a", timeout=0.05, failure_threshold=100)
+    def hangs() -> str:
+        release.wait(10)
+        return "late"
+
+    @cb.tool("legacy-b", timeout=2.0)
+    def healthy() -> str:
+        return "fine"
+
+    try:
+        for _ in range(12):
+            with pytest.raises(TimeoutError):
+                await hangs()
+        assert await healthy() == "fine"
+        assert chainlit_breaker.get_breaker("legacy-b").snapshot.consecutive_failures == 0
+    finally:
+        release.set()
+
+
+async def test_a_sync_tool_sees_the_chainlit_context_in_its_thread(session: Any) -> None:
+    use()
+    seen: list[Any] = []
+
+    @cb.tool("ctx")
+    def peek() -> str:
+        seen.append((threading.get_ident(), context_var.get().session.id))
+        return "ok"
+
+    assert await peek() == "ok"
+    assert seen[0][0] != threading.get_ident()
+    assert seen[0][1] == session.id
+
+
+async def test_toasts_for_transitions_a_tool_causes(session: Any, clock: FakeClock) -> None:
+    use(notices="toast")
+    weather = make_async_tool()
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            await weather("fail")
+    clock.advance(10.5)
+    assert await weather("rome") == "sunny in rome"
+    await drain()
+    toasts = [s for s in summary(session) if s[0] == "toast"]
+    assert toasts == [
+        ("toast", "warning", "Weather-api is temporarily unavailable. It will be retried in 10 s."),
+        ("toast", "info", "Trying weather-api again."),
+        ("toast", "success", "Weather-api is available again."),
+    ]
+    assert not [s for s in summary(session) if s[1] == "assistant_message"]
+
+
+async def test_breakers_command_words_and_case(session: Any, clock: FakeClock) -> None:
+    use()
+    admin = make_session("boss", user=User(identifier="ann", metadata={"role": "admin"}))
+    context_var.set(ChainlitContext(admin))
+    chainlit_breaker.get_breaker("Weather-API").force_open()
+    chainlit_breaker.get_breaker("search")
+    assert await cb.handle_command(user_message("/Breakers"))
+    table = summary(admin)[-1][3]
+    assert "| Weather-API | forced open | - | manual |" in table
+    assert await cb.handle_command(user_message("/BREAKERS Reset Weather-API"))
+    assert summary(admin)[-1][3] == "Breaker 'Weather-API' reset; it is now closed."
+
+
+async def test_an_admin_change_with_the_store_down_says_so(session: Any) -> None:
+    from chainlit_breaker import MemoryStore
+
+    class DownStore(MemoryStore):
+        available = False
+
+    chainlit_breaker.configure(store=DownStore())
+    use()
+    admin = make_session("boss", user=User(identifier="ann", metadata={"role": "admin"}))
+    context_var.set(ChainlitContext(admin))
+    chainlit_breaker.get_breaker("weather-api")
+    await cb.handle_command(user_message("/breakers open weather-api"))
+    assert summary(admin)[-1][3] == (
+        "Breaker 'weather-api' forced open; it is now forced open. The shared store is not "
+        "answering, so this applies to this instance now and reaches the others when it "
+        "answers again."
+    )
+
+
+@pytest.mark.parametrize(
+    ("admin_value", "metadata", "allowed"),
+    [
+        (True, {"role": [1]}, False),  # 1 == True in Python; not an admin flag
+        (True, {"role": [True]}, True),
+        ("1", {"role": [1]}, False),
+    ],
+)
+def test_admin_values_must_match_in_type_too(
+    admin_value: Any, metadata: dict[str, Any], allowed: bool
+) -> None:
+    settings = Settings.model_validate({"ui": {"admin_value": admin_value}})
+    assert notices.is_admin(User(identifier="u", metadata=metadata), settings) is allowed
+
+
+def test_whole_seconds_templates() -> None:
+    settings = Settings.model_validate({"ui": {"retry_in": "Back in {seconds:d}s."}})
+    assert notices.retry_text(settings, 9.2) == "Back in 10s."
+
+
 # -- review fixes ----------------------------------------------------------------------------
 
 
@@ -800,12 +969,12 @@ async def test_sentences_start_with_a_capital_letter(session: Any, clock: FakeCl
     clock.advance(10.5)
     await weather("rome")
     await drain()
-    texts = [s[3] for s in summary(session) if s[3]]
+    texts = [s[3] for s in summary(session) if s[3] and s[3] != "sunny in rome"]
     assert texts == [
         "The weather service failed (ConnectionError).",
         "The weather service failed (ConnectionError).",
         "The weather service is temporarily unavailable. It will be retried in 10 s.",
-        "sunny in rome",
+        "Trying the weather service again.",
         "The weather service is available again.",
     ]
 
@@ -852,7 +1021,7 @@ async def test_error_placeholder_is_the_failure_text_only_when_allowed(
     use(
         show_exception_text=shown,
         step_failed="{service} failed: {error}",
-        unavailable="Sorry, {service} is down{error}. {retry}",
+        failed="Sorry, {service} is down{error}. {retry}",
         error="Oops: {error}",
     )
     weather = make_async_tool()
@@ -901,7 +1070,7 @@ async def test_show_exception_text_reaches_the_guard_reply_too(session: Any) -> 
     await wrapped(user_message("y"))  # a rejection: nothing failed, nothing to show
     replies = [s[3] for s in summary(session) if s[2] == "Assistant"]
     assert replies == [
-        "Sorry, weather-api is temporarily unavailable. It will be retried shortly.\n\n"
+        "Sorry, weather-api did not answer this time. Please try again.\n\n"
         f"ConnectionError: cannot reach {SECRET}",
         "Sorry, weather-api is temporarily unavailable. "
         "It stays off until an operator turns it back on.",

@@ -73,7 +73,7 @@ async def test_breakers_on_another_instance_shows_the_shared_state_at_once(
         reg.configure(store=store, breakers=settings.breakers)
         cb.setup(settings=settings, registry=reg)
         reply = await cb.command_reply(cb_message("/breakers"), reg, settings, None)
-        assert "| weather-api | forced_open |" in reply, reply
+        assert "| weather-api | forced open |" in reply, reply
         assert "| llm | closed |" in reply
     finally:
         reg.clear()

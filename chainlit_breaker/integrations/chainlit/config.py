@@ -4,6 +4,7 @@ in force; ``setup()`` is safe to call on every hot reload."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -43,7 +44,22 @@ def setup(
         apply_settings(loaded, reg)
         notices.install(reg)
         _settings, _registry = loaded, reg
+        caller = sys._getframe(1).f_globals
+        if caller.get("__name__") != __name__:
+            _forget_last_run(reg, caller)
     return loaded
+
+
+def _forget_last_run(registry: BreakerRegistry, caller: dict[str, object]) -> None:
+    """The app module called setup(): a hot reload runs it again from the top, so what
+    its previous run registered in code and this run does not say again must go (a
+    removed keyword, a renamed breaker). Registrations of this run are kept, whether
+    they come before or after this call."""
+    from .steps import module_run
+
+    run = module_run(caller)
+    if run is not None:
+        registry.forget_code_from(*run)
 
 
 def ensure_setup() -> Settings:

@@ -153,21 +153,23 @@ class _Entry:
     session: weakref.ref[Any]
     loop: asyncio.AbstractEventLoop
     names: set[str] = field(default_factory=set)
-    # Breakers this session was told are down and has not yet heard recovered: further
-    # open/half-open cycles of those stay quiet (an outage would otherwise post
-    # "opened", "trying", "opened", ... on every retry).
+    # What this session was told of each breaker during the outage now running: one
+    # "opened" and one "trying again", then quiet until "available again" (an outage
+    # would otherwise post "opened", "trying", "opened", ... on every failed trial).
     down: set[str] = field(default_factory=set)
+    trying: set[str] = field(default_factory=set)
 
     def wants(self, name: str, kind: NoticeKind) -> bool:
         """Whether this session should hear ``kind`` for ``name`` (and note that it did).
         Call with ``_lock`` held."""
         if kind == "recovered":
             self.down.discard(name)
+            self.trying.discard(name)
             return True
-        if name in self.down:
+        told = self.down if kind == "opened" else self.trying
+        if name in told:
             return False
-        if kind == "opened":
-            self.down.add(name)
+        told.add(name)
         return True
 
 
@@ -369,9 +371,13 @@ def is_admin(user: Any, settings: Settings) -> bool:
         return False
     value = metadata.get(settings.ui.admin_key)
     wanted = settings.ui.admin_value
+
+    def same(item: Any) -> bool:  # 1 == True in Python; an admin flag must be the flag
+        return item == wanted and type(item) is type(wanted)
+
     if isinstance(value, (list, tuple, set, frozenset)):
-        return wanted in value
-    return value is not None and value == wanted and type(value) is type(wanted)
+        return any(same(item) for item in value)
+    return value is not None and same(value)
 
 
 def _percent(failures: int, calls: int) -> str:
@@ -411,7 +417,7 @@ def breakers_table(registry: BreakerRegistry, settings: Settings) -> str:
             retry = "-"
         label = settings.label(name)
         shown = name if label == name else f"{name} ({label})"
-        rows.append(f"| {_cell(shown)} | {status.state.value} | {rate} | {retry} |")
+        rows.append(f"| {_cell(shown)} | {state_text(status.state)} | {rate} | {retry} |")
     if len(rows) == 2:
         return "No circuit breakers yet."
     return "\n".join(rows)
@@ -419,6 +425,20 @@ def breakers_table(registry: BreakerRegistry, settings: Settings) -> str:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+_STATE_WORDS = {
+    BreakerState.CLOSED: "closed",
+    BreakerState.OPEN: "open",
+    BreakerState.HALF_OPEN: "half-open",
+    BreakerState.FORCED_OPEN: "forced open",
+    BreakerState.DISABLED: "disabled",
+}
+
+
+def state_text(state: BreakerState) -> str:
+    """A state as users read it ("forced open", not "forced_open")."""
+    return _STATE_WORDS[state]
 
 
 _OPS: dict[str, tuple[Op, str]] = {
@@ -440,13 +460,15 @@ def is_breakers_command(message: Any) -> bool:
     if not isinstance(content, str):
         return False
     words = content.strip().split(maxsplit=1)
-    return bool(words) and words[0] == f"/{_COMMAND}"
+    return bool(words) and words[0].lower() == f"/{_COMMAND}"
 
 
 def _arguments(message: Any) -> list[str]:
     words = str(getattr(message, "content", "")).split()
-    if words and words[0] == f"/{_COMMAND}":
+    if words and words[0].lower() == f"/{_COMMAND}":
         words = words[1:]
+    if words:
+        words[0] = words[0].lower()  # the action; breaker names keep their case
     return words
 
 
@@ -478,9 +500,16 @@ async def command_reply(
     if name not in registry.names():
         known = ", ".join(registry.names()) or "none"
         return f"There is no breaker called {name!r}. Known breakers: {known}."
-    state = await registry.get(name).command_async(op)
+    brk = registry.get(name)
+    state = await brk.command_async(op)
     log.info("chainlit_breaker: %s %s by %r", name, done, getattr(user, "identifier", None))
-    return f"Breaker {name!r} {done}; it is now {state.value}."
+    reply = f"Breaker {name!r} {done}; it is now {state_text(state)}."
+    if not getattr(brk.store, "available", True):
+        reply += (
+            " The shared store is not answering, so this applies to this instance now and "
+            "reaches the others when it answers again."
+        )
+    return reply
 
 
 async def handle_command(
@@ -512,7 +541,9 @@ def unavailable_text(
     if fallback is not None:
         return fallback
     retry = retry_text(settings, err.retry_after, err.state, err.name)
-    template = settings.ui.unavailable
+    # A failure that left the circuit closed: nothing waits before the next try.
+    closed = failure is not None and err.state is BreakerState.CLOSED
+    template = settings.ui.failed if closed else settings.ui.unavailable
     text = _fill(
         template, settings, err.name, retry, _seconds(err.retry_after),
         error_type=type(failure).__name__ if failure is not None else "",

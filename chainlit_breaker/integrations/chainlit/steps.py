@@ -4,9 +4,13 @@ on_message guard that turns rejections and failures into chat replies, and LLM s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import inspect
 import logging
+import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -18,8 +22,9 @@ from chainlit.step import flatten_args_kwargs as _flatten
 from ...breaker import Fallback
 from ...core.state import BreakerState
 from ...errors import CircuitOpenError
-from ...proxy import CircuitBreakerProxy, breaker
+from ...proxy import CircuitBreakerProxy
 from ...registry import BreakerRegistry
+from ...registry import registry as default_registry
 from ...settings import Settings
 from . import notices
 from .config import current_registry, ensure_setup
@@ -36,15 +41,28 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def module_run(namespace: dict[str, Any] | None) -> tuple[str, object] | None:
+    """(module name, a token of this run of the module) for the module whose globals are
+    ``namespace``. Chainlit's hot reload runs the app module again in fresh globals, so
+    the token tells this run's registrations from the last run's."""
+    if not isinstance(namespace, dict) or not isinstance(namespace.get("__name__"), str):
+        return None
+    token = namespace.setdefault("__chainlit_breaker_run__", object())
+    return namespace["__name__"], token
+
+
 def _proxy(
     breaker_name: str,
     fallback: Fallback | None,
     registry: BreakerRegistry | None,
     config: dict[str, Any],
+    origin: tuple[str, object] | None,
 ) -> CircuitBreakerProxy:
-    # Registering in code is keyed by name, so a hot reload replaces instead of adding.
+    # Registering in code is keyed by name, so a hot reload replaces instead of adding;
+    # the origin lets setup() drop what the module's last run said and this one does not.
     if config:
-        return breaker(breaker_name, fallback=fallback, registry=registry, **config)
+        reg = registry if registry is not None else default_registry
+        reg.register(breaker_name, config, origin=origin)
     return CircuitBreakerProxy(breaker_name, fallback=fallback, registry=registry)
 
 
@@ -64,6 +82,38 @@ def _rejected_text(settings: Settings, err: CircuitOpenError) -> str:
     return notices._fill(settings.ui.step_rejected, settings, err.name, retry, seconds)
 
 
+async def in_thread(label: str, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+    """``fn(*args, **kwargs)`` in a thread of its own, with this task's context (so
+    ``cl.context`` works in it), awaited without blocking the loop.
+
+    Not the loop's shared executor (``asyncio.to_thread``): a tool that hangs keeps its
+    thread, and a few hung ones would take every worker, so healthy tools elsewhere would
+    queue and time out. A daemon thread per call also never holds up the process's exit.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[R] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # cancelled meanwhile (a timeout): nobody waits for it
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            result, error = context.run(fn, *args, **kwargs), None
+        except BaseException as exc:
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody to tell
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name=f"chainlit-breaker-tool {label}", daemon=True).start()
+    return await future
+
+
 def tool(
     breaker_name: str,
     /,
@@ -79,19 +129,22 @@ def tool(
     ``breaker_name``. ``config`` is BreakerConfig fields given in code (the toml wins).
 
     Async tools run on the loop. Sync tools run in a worker thread while their Step is
-    opened and closed on the loop; the decorated sync tool is therefore awaited. With
-    ``timeout`` a call that takes longer fails with TimeoutError (counted as a failure;
-    a sync body cannot be stopped, but the breaker stops new threads once it opens).
+    opened and closed on the loop; the decorated sync tool is therefore awaited. Each
+    sync call gets a thread of its own (see ``in_thread``). With ``timeout`` a call that
+    takes longer fails with TimeoutError (counted as a failure; a sync body cannot be
+    stopped, so its thread runs on until it returns, but once the circuit opens only
+    trial calls start new ones).
 
     A rejected call shows a "circuit open" step and raises CircuitOpenError (unless a
     ``fallback`` answers); a failed call shows the failure without exception text unless
     ``[ui] show_exception_text`` allows it, and re-raises.
     """
-    proxy = _proxy(breaker_name, fallback, registry, config)
 
     def decorate(fn: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
         if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
             raise TypeError("tool() wraps functions; stream generators with stream()")
+        origin = module_run(getattr(fn, "__globals__", None))
+        proxy = _proxy(breaker_name, fallback, registry, config, origin)
         # A callable object has no __name__, and its async-ness is its __call__'s.
         is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)
@@ -100,7 +153,7 @@ def tool(
 
         async def body(*args: Any, **kwargs: Any) -> Any:
             work: Awaitable[Any] = (
-                fn(*args, **kwargs) if is_async else asyncio.to_thread(fn, *args, **kwargs)
+                fn(*args, **kwargs) if is_async else in_thread(step_name, fn, *args, **kwargs)
             )
             if timeout is None:
                 return await work
@@ -253,7 +306,8 @@ def llm(
 ) -> CircuitBreakerProxy:
     """``@llm("openai")`` on an async generator function: ``async for token in f()``
     runs through the breaker; failing mid-stream counts as a failure."""
-    return _proxy(breaker_name, fallback, registry, config)
+    origin = module_run(sys._getframe(1).f_globals)
+    return _proxy(breaker_name, fallback, registry, config, origin)
 
 
 def stream(
@@ -275,12 +329,17 @@ async def stream_message(
     **kwargs: Any,
 ) -> Message:
     """Stream ``fn(*args, **kwargs)`` token by token into a chat message under the breaker
-    and send it. A failure mid-stream keeps what arrived and raises (for the guard)."""
+    and send it. A failure mid-stream keeps what arrived, ends it with " …" so it does
+    not read as a complete answer, and raises (for the guard)."""
     ensure_setup()
     msg: Any = message if message is not None else Message(content="")
     try:
         async for token in stream(breaker_name, fn, *args, **kwargs):
             await msg.stream_token(str(token))
+    except Exception:
+        if msg.content:  # what arrived stays, marked as cut short
+            await msg.stream_token(" …")
+        raise
     finally:
         if msg.content:
             await msg.send()
