@@ -89,6 +89,6 @@ async def test_user_sees_the_open_circuit_in_the_browser(chromium: Path, tmp_pat
                 )
                 table = page.locator("table").last
                 await expect(table).to_contain_text("open")
-                await expect(table).to_contain_text("Failures")
+                await expect(table).to_contain_text("Failure rate")
             finally:
                 await browser.close()

@@ -575,18 +575,20 @@ async def test_breakers_table_for_everyone(session: Any, clock: FakeClock) -> No
             "new_message",
             "assistant_message",
             "Service status",
-            "| Breaker | State | Failures | Retry in |\n"
+            "| Breaker | State | Failure rate | Retry in |\n"
             "| --- | --- | --- | --- |\n"
             "| llm | closed | - | - |\n"
-            "| search | closed | 50% (1/2) | - |\n"
-            "| weather-api (Weather) | open | 2+ in a row | 7 s |",
+            "| search | closed | 50% (1/2), 1 in a row | - |\n"
+            "| weather-api (Weather) | open | 100% (2/2) recent, opened by 2+ in a row | 7 s |",
             False,
         )
     ]
     assert not await cb.handle_command(user_message("breakers please"))
     clock.advance(7)  # the timeout ran out; the next call will be the trial
     table = cb.breakers_table(chainlit_breaker.registry, cb.current_settings())
-    assert table.endswith("| weather-api (Weather) | open | 2+ in a row | now |")
+    assert table.endswith(
+        "| weather-api (Weather) | open | 100% (2/2) recent, opened by 2+ in a row | now |"
+    )
 
 
 @pytest.mark.parametrize(
@@ -1002,16 +1004,18 @@ async def test_breakers_table_says_why_an_open_breaker_is_open(
         return cb.breakers_table(chainlit_breaker.registry, cb.current_settings())
 
     assert table().splitlines() == [
-        "| Breaker | State | Failures | Retry in |",
+        "| Breaker | State | Failure rate | Retry in |",
         "| --- | --- | --- | --- |",
-        "| flaky | closed | 1 in a row | - |",
+        "| flaky | closed | 100% (1/1) recent, 1 in a row | - |",
         "| llm | closed | - | - |",
-        "| weather-api | open | 2+ in a row | 10 s |",
+        "| weather-api | open | 100% (2/2) recent, opened by 2+ in a row | 10 s |",
     ]
     clock.advance(10.5)
     with pytest.raises(ConnectionError):
         await weather("fail")  # the trial fails: open again
-    assert table().splitlines()[-1] == "| weather-api | open | 2+ in a row, 1 failed trial | 10 s |"
+    assert table().splitlines()[-1] == (
+        "| weather-api | open | 100% (3/3) recent, opened by 2+ in a row, 1 failed trial | 10 s |"
+    )
 
 
 @pytest.mark.parametrize("shown", [True, False])

@@ -12,6 +12,7 @@ import math
 import string
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -312,8 +313,31 @@ def _dispatch(event: StateChanged, ctx: ChainlitContext | None) -> None:
         _schedule(entry.loop, send_notice(session, settings, kind, text))
 
 
+# The last outcomes of each breaker's calls in this process, for the /breakers rate of a
+# breaker that keeps no window of its own (its policy counts consecutive failures only).
+RECENT_CALLS = 100
+_recent: dict[str, deque[bool]] = {}
+
+
+def _note_outcome(name: str, failed: bool) -> None:
+    with _lock:
+        calls = _recent.get(name)
+        if calls is None:
+            calls = _recent[name] = deque(maxlen=RECENT_CALLS)
+        calls.append(failed)
+
+
+def recent_outcomes(name: str) -> tuple[int, int]:
+    """(failures, calls) among the last RECENT_CALLS calls of ``name`` in this process."""
+    with _lock:
+        calls = _recent.get(name)
+        return (sum(calls), len(calls)) if calls else (0, 0)
+
+
 def _listener(event: BreakerEvent) -> None:
     """The one global listener. Runs in whatever thread caused the event."""
+    if isinstance(event, (CallSucceeded, CallFailed)):
+        _note_outcome(event.name, isinstance(event, CallFailed))
     ctx = _current_context()
     # Only calls make a session a user: an admin's /breakers command is not one.
     if ctx is not None and isinstance(event, (CallSucceeded, CallFailed, CallRejected)):
@@ -342,6 +366,7 @@ def _forget() -> None:
     global _prune_at
     with _lock:
         _sessions.clear()
+        _recent.clear()
         _prune_at = _PRUNE_MIN
     _installed.clear()
 
@@ -385,26 +410,36 @@ def _percent(failures: int, calls: int) -> str:
 
 
 def _failures(status: BreakerStatus, policy: Policy) -> str:
-    """The failures column: the rate over the window, else the current run of failures.
-    Opening clears both, so an open breaker says what opened it instead."""
+    """The failure-rate column: over the breaker's own window when it keeps one (shared
+    by every instance), else over this instance's last RECENT_CALLS calls, with the run
+    of consecutive failures that the policy judges. Opening clears the breaker's
+    counters, so an open breaker also says what opened it."""
+    parts = []
     if status.calls:
-        return _percent(status.failures, status.calls)
+        parts.append(_percent(status.failures, status.calls))
+    elif not policy.uses_window:
+        failures, calls = recent_outcomes(status.name)
+        if calls:
+            parts.append(_percent(failures, calls) + " recent")
     if status.state in (BreakerState.OPEN, BreakerState.HALF_OPEN):
         threshold = policy.failure_threshold
-        text = f"{threshold}+ in a row" if threshold and not policy.uses_window else "tripped"
+        parts.append(
+            f"opened by {threshold}+ in a row"
+            if threshold and not policy.uses_window
+            else "opened by the rate"
+        )
         trials = status.open_count - 1  # each failed trial re-opens it
         if trials > 0:
-            text += f", {trials} failed trial{'s' if trials > 1 else ''}"
-        return text
-    if status.consecutive_failures:
-        return f"{status.consecutive_failures} in a row"
-    return "-"
+            parts.append(f"{trials} failed trial{'s' if trials > 1 else ''}")
+    elif status.consecutive_failures:
+        parts.append(f"{status.consecutive_failures} in a row")
+    return ", ".join(parts) or "-"
 
 
 def breakers_table(registry: BreakerRegistry, settings: Settings) -> str:
-    """A markdown table: name, state, failures (rate over the window, or the run of
-    consecutive failures) and time until retry of each breaker."""
-    rows = ["| Breaker | State | Failures | Retry in |", "| --- | --- | --- | --- |"]
+    """A markdown table: name, state, failure rate (see ``_failures``) and time until
+    retry of each breaker."""
+    rows = ["| Breaker | State | Failure rate | Retry in |", "| --- | --- | --- | --- |"]
     for name, brk in registry.iter_status():
         status = brk.status()
         rate = _failures(status, brk.config.policy)
