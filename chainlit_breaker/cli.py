@@ -23,8 +23,9 @@ EXAMPLE = """\
 [store]
 # Where breaker state lives: "memory" (this process only) or a Redis URL
 # (redis://, rediss://, unix://) shared by every instance of the app.
-# The environment variable CHAINLIT_BREAKER_REDIS_URL overrides it.
-url = "memory"
+# The environment variable CHAINLIT_BREAKER_REDIS_URL overrides it. Left out, the app
+# keeps the store it was given in code (a MemoryStore by default).
+# url = "memory"
 # Prefix of every Redis key, so several apps can share one Redis.
 namespace = "chainlit_breaker"
 

@@ -58,6 +58,15 @@ async def fake_llm(prompt: str, facts: list[str]) -> AsyncIterator[str]:
         yield word + (" " if i < len(words) - 1 else "")
 
 
+def plain_answer(error: Exception, prompt: str, facts: list[str]) -> list[str]:
+    """The language model's circuit is open: answer with what the tools found, if
+    anything (else the guard says the model is unavailable)."""
+    if not facts:
+        raise error
+    return ["The language model is not answering right now; here is what I found. ",
+            " ".join(facts)]  # fmt: skip
+
+
 HELP = """**chainlit_breaker demo.** Ask about the *weather in Paris* or a *stock quote for ACME*.
 
 Break things and watch the breakers (3 failures open a circuit; it tries again after
@@ -66,6 +75,7 @@ Break things and watch the breakers (3 failures open a circuit; it tries again a
 - `/stocks fail`, `/stocks hang`, `/stocks ok` (legacy sync tool, runs in a thread)
 - `/llm fail`, `/llm ok` (the streaming LLM breaks mid-answer)
 - `/breakers` shows every breaker; admins can `/breakers reset|open|close <name>`.
+- `/help` shows this again.
 """
 
 
@@ -83,6 +93,9 @@ _SWITCH = re.compile(r"^/(weather|stocks|llm)\s+(ok|fail|hang)\s*$", re.IGNORECA
 _NOT_A_PLACE = r"(?!(?:and|please|today|tomorrow|now|right|like|is|this|then)\b)"
 _WORD = _NOT_A_PLACE + r"[^\W\d_][\w'-]*"
 _CITY = re.compile(rf"weather (?:in|for|at) ({_WORD}(?: {_WORD}){{0,2}})", re.IGNORECASE)
+_SYMBOL = re.compile(
+    r"(?:stock|quote)s? (?:for|of) ([A-Za-z](?:[A-Za-z.]*[A-Za-z])?)", re.IGNORECASE
+)
 
 
 @cl.on_message
@@ -94,12 +107,23 @@ async def main(message: cl.Message) -> None:
         MODES[backend] = mode
         await cl.Message(content=f"The {backend} backend will now `{mode}`.").send()
         return
+    if text.lower() == "/help":
+        await cl.Message(content=HELP).send()
+        return
+    if text.startswith("/"):
+        await cl.Message(content=f"I don't know `{text.split()[0]}`. Type `/help`.").send()
+        return
     facts: list[str] = []
     if city := _CITY.search(text):
         facts.append(await get_weather(city.group(1).strip().title()))
-    if symbol := re.search(r"(?:stock|quote)s? (?:for|of) ([A-Za-z]+)", text, re.IGNORECASE):
-        facts.append(await get_quote(symbol.group(1)))
-    await cb.stream_message("llm", fake_llm, text, facts)
+    if symbol := _SYMBOL.search(text):
+        try:
+            facts.append(await get_quote(symbol.group(1)))
+        except Exception:
+            if not facts:
+                raise  # nothing else to tell: the guard explains what is down
+            facts.append("(Stock quotes are not available right now.)")
+    await cb.stream_message("llm", fake_llm, text, facts, fallback=plain_answer)
 
 
 if os.environ.get("DEMO_AUTH"):

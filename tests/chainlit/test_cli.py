@@ -25,7 +25,7 @@ def test_init_writes_a_valid_commented_file(
     path = tmp_path / ".chainlit" / "breakers.toml"
     assert capsys.readouterr().out.strip() == f"Wrote {path}"
     s = load_settings(path, env={})
-    assert s.store.url == "memory"
+    assert s.store.url is None  # left out: the store given in code stays
     assert s.defaults.failure_threshold == 5
     text = path.read_text()
     # Every UI key is documented in the example.

@@ -269,6 +269,34 @@ async def test_circuit_opens_notifies_and_recovers_over_socketio(server: str) ->
         await bob.sio.disconnect()
 
 
+async def test_the_demo_answers_with_what_still_works(server: str) -> None:
+    """With the language model's circuit open, the demo answers with the tools' findings
+    (a stream fallback); with stock quotes failing, the weather it found still comes."""
+    chat = ChatClient(server)
+    try:
+        await chat.connect()
+        assert "Type `/help`" in messages(await chat.say("/nope"))[0]
+        assert "chainlit_breaker demo" in messages(await chat.say("/HELP"))[0]
+        await chat.say("/LLM fail")  # switches are case-insensitive too
+        for _ in range(2):  # failure_threshold = 2
+            cut = messages(await chat.say("hello there, how are you today"))
+            assert cut[0].endswith("…")  # the partial answer is marked as cut short
+        plain = messages(await chat.say("what's the weather in paris?"))
+        assert plain == [
+            "The language model is not answering right now; here is what I found. "
+            "Paris: 21 °C, light wind"
+        ]
+        await chat.say("/stocks fail")
+        both = messages(await chat.say("weather in rome and a stock quote for ACME"))
+        assert len(both) == 1
+        assert "Rome: 21 °C, light wind" in both[0]
+        assert "(Stock quotes are not available right now.)" in both[0]
+    finally:
+        await chat.say("/stocks ok")
+        await chat.say("/llm ok")
+        await chat.sio.disconnect()
+
+
 README_APP = re.compile(r"<!-- test: chainlit-app -->\s*```python\n(.*?)```", re.S)
 
 
@@ -451,7 +479,7 @@ async def test_admin_actions_follow_chainlit_auth_metadata(tmp_path: Path) -> No
             ]
             user_seen = len(user.events)
             done = messages(await admin.say("/breakers open weather-api"))
-            assert done == ["Breaker 'weather-api' forced open; it is now forced open."]
+            assert done == ["Breaker 'weather-api' is now forced open."]
             i = await user.wait_for(lambda e, d: e == "new_message", user_seen)
             assert "until an operator turns it back on" in user.events[i][1]["output"]
             assert messages(await user.say("weather in Rome")) == [

@@ -289,6 +289,41 @@ async def test_guard_replies_name_service_and_retry(session: Any, clock: FakeClo
     assert "hunter2" not in repr(session.emit.call_args_list)
 
 
+async def test_a_trial_that_fails_in_the_handler_is_only_the_reply(
+    session: Any, clock: FakeClock
+) -> None:
+    """The trial call and its failure both happen within one guarded run: the user reads
+    that the service is unavailable, not that reply followed by "Trying ... again"."""
+    use()
+    handler = make_handler(make_async_tool())
+    for _ in range(2):
+        await handler(user_message("fail"))
+    clock.advance(10.5)
+    session.emit.reset_mock()
+    await handler(user_message("fail"))  # the trial fails: open again
+    await drain()
+    assert [s[3] for s in summary(session) if s[1] == "assistant_message"] == [
+        "Sorry, weather-api is temporarily unavailable. It will be retried in 10 s."
+    ]
+
+
+async def test_a_stream_fallback_answers_while_the_circuit_is_open(session: Any) -> None:
+    use()
+    chainlit_breaker.get_breaker("llm").force_open()
+
+    async def fake_llm(prompt: str) -> Any:
+        yield "never"  # the circuit is open: this never runs
+
+    def from_tools(error: CircuitOpenError, prompt: str) -> list[str]:
+        assert error.name == "llm"
+        return ["No model right now. ", f"You asked: {prompt}"]
+
+    msg = await cb.stream_message("llm", fake_llm, "hi", fallback=from_tools)
+    assert msg.content == "No model right now. You asked: hi"
+    tokens = [t async for t in cb.stream("llm", fake_llm, "x", fallback=lambda e, p: "plain")]
+    assert tokens == ["plain"]  # a string is one token
+
+
 async def test_guard_uses_fallback_answer_and_forced_open_wording(session: Any) -> None:
     settings = Settings.model_validate(
         {"services": {"weather-api": {"fallback": "No weather today, sorry."}, "llm": {}}}
@@ -490,7 +525,8 @@ async def test_an_idle_session_hears_of_an_outage_once_and_of_the_recovery(
     clock: FakeClock,
 ) -> None:
     """Retry cycles during an outage (open, half-open, open, ...) must not spam a session
-    that was already told: "opened" once, "trying again" once, then quiet until
+    that was already told: "opened", "trying again", and (that trial failed) "opened" once
+    more, so the last word is not a retry that did not work; then quiet until
     "recovered"."""
     use()
     flaky = chainlit_breaker.breaker("flaky", failure_threshold=1, reset_timeout=10)
@@ -523,6 +559,7 @@ async def test_an_idle_session_hears_of_an_outage_once_and_of_the_recovery(
     assert said == [
         "Flaky is temporarily unavailable. It will be retried in 10 s.",
         "Trying flaky again.",
+        "Flaky is temporarily unavailable. It will be retried in 10 s.",
         "Flaky is available again.",
         "Flaky is temporarily unavailable. It will be retried in 10 s.",
     ]
@@ -579,7 +616,8 @@ async def test_breakers_table_for_everyone(session: Any, clock: FakeClock) -> No
             "| --- | --- | --- | --- |\n"
             "| llm | closed | - | - |\n"
             "| search | closed | 50% (1/2), 1 in a row | - |\n"
-            "| weather-api (Weather) | open | 100% (2/2) recent, opened by 2+ in a row | 7 s |",
+            "| weather-api (Weather) | open | 100% (2/2) recent, "
+            "opened by 2 failures in a row | 7 s |",
             False,
         )
     ]
@@ -587,7 +625,7 @@ async def test_breakers_table_for_everyone(session: Any, clock: FakeClock) -> No
     clock.advance(7)  # the timeout ran out; the next call will be the trial
     table = cb.breakers_table(chainlit_breaker.registry, cb.current_settings())
     assert table.endswith(
-        "| weather-api (Weather) | open | 100% (2/2) recent, opened by 2+ in a row | now |"
+        "| weather-api (Weather) | open | 100% (2/2) recent, opened by 2 failures in a row | now |"
     )
 
 
@@ -611,7 +649,7 @@ async def test_admin_actions_need_admin_metadata(
     await cb.handle_command(user_message("/breakers open weather-api"))
     reply = summary(sess)[-1][3]
     if allowed:
-        assert reply == "Breaker 'weather-api' forced open; it is now forced open."
+        assert reply == "Breaker 'weather-api' is now forced open."
         assert brk.state is BreakerState.FORCED_OPEN
         await cb.handle_command(user_message("/breakers close weather-api"))
         assert brk.state is BreakerState.CLOSED
@@ -848,6 +886,9 @@ async def test_breakers_command_words_and_case(session: Any, clock: FakeClock) -
     assert "| Weather-API | forced open | - | manual |" in table
     assert await cb.handle_command(user_message("/BREAKERS Reset Weather-API"))
     assert summary(admin)[-1][3] == "Breaker 'Weather-API' reset; it is now closed."
+    # A name typed in another case is the breaker meant, when only one matches.
+    assert await cb.handle_command(user_message("/breakers open weather-api"))
+    assert summary(admin)[-1][3] == "Breaker 'Weather-API' is now forced open."
 
 
 async def test_an_admin_change_with_the_store_down_says_so(session: Any) -> None:
@@ -863,7 +904,7 @@ async def test_an_admin_change_with_the_store_down_says_so(session: Any) -> None
     chainlit_breaker.get_breaker("weather-api")
     await cb.handle_command(user_message("/breakers open weather-api"))
     assert summary(admin)[-1][3] == (
-        "Breaker 'weather-api' forced open; it is now forced open. The shared store is not "
+        "Breaker 'weather-api' is now forced open. The shared store is not "
         "answering, so this applies to this instance now and reaches the others when it "
         "answers again."
     )
@@ -981,6 +1022,39 @@ async def test_sentences_start_with_a_capital_letter(session: Any, clock: FakeCl
     ]
 
 
+async def test_the_table_says_what_opened_a_mixed_policy_breaker(
+    session: Any, clock: FakeClock
+) -> None:
+    """A breaker with both a consecutive-failures and a rate policy: the table names the
+    one that opened it, and counts failed trials of this outage only (an admin's close
+    in between starts a new one, though the backoff history is kept)."""
+    use()
+    both = chainlit_breaker.breaker(
+        "both", failure_threshold=3, failure_rate_threshold=0.9, minimum_calls=50,
+        reset_timeout=10,
+    )  # fmt: skip
+
+    async def bad() -> None:
+        raise OSError
+
+    def row() -> str:
+        return cb.breakers_table(chainlit_breaker.registry, cb.current_settings()).splitlines()[-1]
+
+    for _ in range(3):
+        with pytest.raises(OSError):  # noqa: PT011
+            await both.call(bad)
+    assert row() == "| both | open | opened by 3 failures in a row | 10 s |"
+    clock.advance(10.5)
+    with pytest.raises(OSError):  # noqa: PT011
+        await both.call(bad)  # a failed trial
+    assert row().endswith("opened by 3 failures in a row, 1 failed trial | 10 s |")
+    both.force_closed()
+    for _ in range(3):
+        with pytest.raises(OSError):  # noqa: PT011
+            await both.call(bad)
+    assert "failed trial" not in row()
+
+
 async def test_breakers_table_says_why_an_open_breaker_is_open(
     session: Any, clock: FakeClock
 ) -> None:
@@ -1008,13 +1082,14 @@ async def test_breakers_table_says_why_an_open_breaker_is_open(
         "| --- | --- | --- | --- |",
         "| flaky | closed | 100% (1/1) recent, 1 in a row | - |",
         "| llm | closed | - | - |",
-        "| weather-api | open | 100% (2/2) recent, opened by 2+ in a row | 10 s |",
+        "| weather-api | open | 100% (2/2) recent, opened by 2 failures in a row | 10 s |",
     ]
     clock.advance(10.5)
     with pytest.raises(ConnectionError):
         await weather("fail")  # the trial fails: open again
     assert table().splitlines()[-1] == (
-        "| weather-api | open | 100% (3/3) recent, opened by 2+ in a row, 1 failed trial | 10 s |"
+        "| weather-api | open | 100% (3/3) recent, opened by 2 failures in a row, "
+        "1 failed trial | 10 s |"
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import string
 import threading
 import weakref
@@ -154,24 +155,28 @@ class _Entry:
     session: weakref.ref[Any]
     loop: asyncio.AbstractEventLoop
     names: set[str] = field(default_factory=set)
-    # What this session was told of each breaker during the outage now running: one
-    # "opened" and one "trying again", then quiet until "available again" (an outage
-    # would otherwise post "opened", "trying", "opened", ... on every failed trial).
-    down: set[str] = field(default_factory=set)
-    trying: set[str] = field(default_factory=set)
+    # How far this session was told of each breaker's outage now running: "opened",
+    # then "trying" again, then once more "opened" if that trial failed (so the last word
+    # is never a retry that did not work), then quiet until "available again". An outage
+    # would otherwise post "opened", "trying", "opened", ... on every failed trial.
+    told: dict[str, str] = field(default_factory=dict)
 
     def wants(self, name: str, kind: NoticeKind) -> bool:
         """Whether this session should hear ``kind`` for ``name`` (and note that it did).
         Call with ``_lock`` held."""
+        stage = self.told.get(name)
         if kind == "recovered":
-            self.down.discard(name)
-            self.trying.discard(name)
+            self.told.pop(name, None)
             return True
-        told = self.down if kind == "opened" else self.trying
-        if name in told:
+        if kind == "half_opened":
+            if stage in (None, "opened"):
+                self.told[name] = "trying"
+                return True
             return False
-        told.add(name)
-        return True
+        if stage is None or stage == "trying":
+            self.told[name] = "opened" if stage is None else "still down"
+            return True
+        return False
 
 
 class _Scope:
@@ -185,12 +190,16 @@ class _Scope:
         self.pending: dict[str, tuple[NoticeKind, str]] = {}
         self.closed = False
 
-    def defer(self, name: str, kind: NoticeKind, text: str) -> bool:
+    def defer(self, name: str, kind: NoticeKind, text: str, wanted: bool = True) -> bool:
+        """Hold a notice until the reply is out; the latest change of a breaker replaces
+        an earlier one (a trial that failed within the run: no "trying again" after a
+        reply that says it is unavailable). ``wanted`` false: the change only replaces."""
         with self.lock:
             if self.closed:
                 return False
             self.pending.pop(name, None)  # keep order of the latest change per breaker
-            self.pending[name] = (kind, text)
+            if wanted:
+                self.pending[name] = (kind, text)
             return True
 
     def failed(self, error: BaseException | None, name: str) -> None:
@@ -306,11 +315,12 @@ def _dispatch(event: StateChanged, ctx: ChainlitContext | None) -> None:
                 _sessions.pop(sid, None)
             continue
         with _lock:
-            if not entry.wants(event.name, kind):
-                continue
-        if scope is not None and scope.session_id == sid and scope.defer(event.name, kind, text):
+            wanted = entry.wants(event.name, kind)
+        in_scope = scope is not None and scope.session_id == sid
+        if in_scope and scope is not None and scope.defer(event.name, kind, text, wanted):
             continue
-        _schedule(entry.loop, send_notice(session, settings, kind, text))
+        if wanted:
+            _schedule(entry.loop, send_notice(session, settings, kind, text))
 
 
 # The last outcomes of each breaker's calls in this process, for the /breakers rate of a
@@ -334,10 +344,54 @@ def recent_outcomes(name: str) -> tuple[int, int]:
         return (sum(calls), len(calls)) if calls else (0, 0)
 
 
+@dataclass
+class _Outage:
+    """What this process saw of a breaker's outage: why it opened, and how many trial
+    calls failed since (the /breakers table says so; the breaker's counters are gone)."""
+
+    cause: str | None
+    failed_trials: int = 0
+
+
+_outages: dict[str, _Outage] = {}
+_CAUSES = (
+    (re.compile(r"(\d+) consecutive failures"), "opened by {0} failures in a row"),
+    (re.compile(r"failure rate (\d+)/(\d+) calls"), "opened by {0} failures in {1} calls"),
+    (re.compile(r"slow-call rate (\d+)/(\d+) calls"), "opened by {0} slow calls in {1}"),
+)
+
+
+def _cause(reason: str | None) -> str | None:
+    for pattern, text in _CAUSES:
+        found = pattern.fullmatch(reason or "")
+        if found:
+            return text.format(*found.groups())
+    return None
+
+
+def _note_change(event: StateChanged) -> None:
+    with _lock:
+        if event.new is BreakerState.OPEN:
+            outage = _outages.get(event.name)
+            if event.old is BreakerState.HALF_OPEN and outage is not None:
+                outage.failed_trials += 1
+            elif outage is None or event.old is BreakerState.CLOSED:
+                _outages[event.name] = _Outage(_cause(event.reason))
+        elif event.new in (BreakerState.CLOSED, BreakerState.DISABLED, BreakerState.FORCED_OPEN):
+            _outages.pop(event.name, None)
+
+
+def outage_of(name: str) -> _Outage | None:
+    with _lock:
+        return _outages.get(name)
+
+
 def _listener(event: BreakerEvent) -> None:
     """The one global listener. Runs in whatever thread caused the event."""
     if isinstance(event, (CallSucceeded, CallFailed)):
         _note_outcome(event.name, isinstance(event, CallFailed))
+    elif isinstance(event, StateChanged):
+        _note_change(event)
     ctx = _current_context()
     # Only calls make a session a user: an admin's /breakers command is not one.
     if ctx is not None and isinstance(event, (CallSucceeded, CallFailed, CallRejected)):
@@ -367,6 +421,7 @@ def _forget() -> None:
     with _lock:
         _sessions.clear()
         _recent.clear()
+        _outages.clear()
         _prune_at = _PRUNE_MIN
     _installed.clear()
 
@@ -422,14 +477,14 @@ def _failures(status: BreakerStatus, policy: Policy) -> str:
         if calls:
             parts.append(_percent(failures, calls) + " recent")
     if status.state in (BreakerState.OPEN, BreakerState.HALF_OPEN):
-        threshold = policy.failure_threshold
-        parts.append(
-            f"opened by {threshold}+ in a row"
-            if threshold and not policy.uses_window
-            else "opened by the rate"
-        )
-        trials = status.open_count - 1  # each failed trial re-opens it
-        if trials > 0:
+        outage = outage_of(status.name)
+        cause = outage.cause if outage is not None else None
+        if cause is None and not policy.uses_window and policy.failure_threshold:
+            cause = f"opened by {policy.failure_threshold} failures in a row"  # the only way
+        if cause is not None:
+            parts.append(cause)
+        trials = outage.failed_trials if outage is not None else 0
+        if trials:
             parts.append(f"{trials} failed trial{'s' if trials > 1 else ''}")
     elif status.consecutive_failures:
         parts.append(f"{status.consecutive_failures} in a row")
@@ -532,13 +587,23 @@ async def command_reply(
             f"Sorry, only administrators can {action} circuit breakers. "
             "Your account is not marked as an admin."
         )
-    if name not in registry.names():
-        known = ", ".join(registry.names()) or "none"
-        return f"There is no breaker called {name!r}. Known breakers: {known}."
+    names = registry.names()
+    if name not in names:
+        # Typed by a person: a unique match but for case is the one they meant.
+        alike = [known for known in names if known.casefold() == name.casefold()]
+        if len(alike) != 1:
+            known = ", ".join(names) or "none"
+            return f"There is no breaker called {name!r}. Known breakers: {known}."
+        name = alike[0]
     brk = registry.get(name)
     state = await brk.command_async(op)
     log.info("chainlit_breaker: %s %s by %r", name, done, getattr(user, "identifier", None))
-    reply = f"Breaker {name!r} {done}; it is now {state_text(state)}."
+    now = state_text(state)
+    reply = (
+        f"Breaker {name!r} is now {now}."
+        if now == done
+        else f"Breaker {name!r} {done}; it is now {now}."
+    )
     if not getattr(brk.store, "available", True):
         reply += (
             " The shared store is not answering, so this applies to this instance now and "

@@ -311,13 +311,19 @@ def llm(
 
 
 def stream(
-    breaker_name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    breaker_name: str,
+    fn: Callable[..., Any],
+    /,
+    *args: Any,
+    fallback: Fallback | None = None,
+    **kwargs: Any,
 ) -> AsyncIterator[Any]:
     """``async for token in stream("openai", client_stream, prompt)``: iterate what ``fn``
-    returns (an async generator or async iterable) under the breaker."""
-    return CircuitBreakerProxy(breaker_name, registry=current_registry()).stream(
-        fn, *args, **kwargs
-    )
+    returns (an async generator or async iterable) under the breaker. When the breaker
+    rejects the call, ``fallback(error, *args, **kwargs)`` (sync or async) answers
+    instead: its result is iterated (a string is one token)."""
+    proxy = CircuitBreakerProxy(breaker_name, fallback=fallback, registry=current_registry())
+    return proxy.stream(fn, *args, **kwargs)
 
 
 async def stream_message(
@@ -326,19 +332,21 @@ async def stream_message(
     /,
     *args: Any,
     message: Message | None = None,
+    fallback: Fallback | None = None,
     **kwargs: Any,
 ) -> Message:
     """Stream ``fn(*args, **kwargs)`` token by token into a chat message under the breaker
     and send it. A failure mid-stream keeps what arrived, ends it with " …" so it does
-    not read as a complete answer, and raises (for the guard)."""
+    not read as a complete answer, and raises (for the guard). ``fallback`` answers a
+    rejected call, as in ``stream``."""
     ensure_setup()
     msg: Any = message if message is not None else Message(content="")
     try:
-        async for token in stream(breaker_name, fn, *args, **kwargs):
+        async for token in stream(breaker_name, fn, *args, fallback=fallback, **kwargs):
             await msg.stream_token(str(token))
     except Exception:
         if msg.content:  # what arrived stays, marked as cut short
-            await msg.stream_token(" …")
+            await msg.stream_token("…" if msg.content.endswith(" ") else " …")
         raise
     finally:
         if msg.content:
