@@ -17,6 +17,7 @@ import pytest
 from chainlit_breaker import (
     BreakerConfig,
     BreakerState,
+    CircuitOpenError,
     Op,
     PersistentCircuitBreaker,
     StateChanged,
@@ -401,3 +402,317 @@ def test_the_flush_interval_is_kept(stores: Callable[..., RedisStore]) -> None:
         latencies.append(time.monotonic() - t0)
         time.sleep(0.05)
     assert max(latencies) < 0.2 + 0.08, latencies  # not a second interval on top
+
+
+# -- interleavings of deferred events with other replies (review findings) ------------------
+
+
+class LoopThread:
+    """An event loop in a thread of its own, to make sync calls *on* a loop's thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def on_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        async def run() -> Any:
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def on_store_thread() -> bool:
+    return threading.current_thread().name.startswith("chainlit-breaker-redis")
+
+
+def fails(breaker: PersistentCircuitBreaker) -> str:
+    try:
+        breaker.call_sync(boom)
+    except Boom:
+        return "failed"
+    except CircuitOpenError:
+        return "rejected"
+    return "ran"
+
+
+def test_a_reply_does_not_undo_decisions_still_on_their_way(
+    stores: Callable[..., RedisStore],
+) -> None:
+    """A worker's failure is in flight; meanwhile three sync failures on the loop trip the
+    mirror (sent later). The worker's reply predates them: taking it would reopen the
+    breaker to calls, and the trip would be told twice."""
+    store = stores(pubsub=False)
+    events: list[BreakerEvent] = []
+    breaker = PersistentCircuitBreaker(
+        "undo", BreakerConfig(failure_threshold=3), store, listeners=[events.append]
+    )
+    in_flight, release, store_thread = threading.Event(), threading.Event(), threading.Event()
+    real = store._eval
+
+    def slow_eval(script: Any, *args: Any) -> Any:
+        if threading.current_thread().name == "worker":
+            in_flight.set()
+            release.wait(10)
+        elif on_store_thread() and script.name == "record":
+            store_thread.wait(10)
+        return real(script, *args)
+
+    store._eval = slow_eval  # type: ignore[method-assign]
+    worker = threading.Thread(target=fails, args=(breaker,), name="worker")
+    worker.start()
+    assert in_flight.wait(5)
+    loop = LoopThread()
+    try:
+        for _ in range(3):
+            assert loop.on_loop(fails, breaker) == "failed"
+        assert breaker.state is S.OPEN
+        release.set()
+        worker.join(5)
+        assert breaker.state is S.OPEN  # the worker's older reply did not reopen it
+        assert fails(breaker) == "rejected"
+        store_thread.set()
+        wait_for(lambda: breaker._slot._replays == 0)  # type: ignore[attr-defined]
+        assert breaker.state is S.OPEN
+        assert changes(events) == [(S.CLOSED, S.OPEN, False)]  # told once
+    finally:
+        release.set()
+        store_thread.set()
+        loop.stop()
+
+
+def test_a_trip_made_by_a_deferred_event_is_told_even_if_another_reply_came_first(
+    stores: Callable[..., RedisStore],
+) -> None:
+    other = PersistentCircuitBreaker("late", BreakerConfig(failure_threshold=2), stores())
+    store = stores(pubsub=False)
+    events: list[BreakerEvent] = []
+    breaker = PersistentCircuitBreaker(
+        "late", BreakerConfig(failure_threshold=2), store, listeners=[events.append]
+    )
+    assert fails(other) == "failed"  # Redis: 1 failure; our mirror does not know
+    sent, release = threading.Event(), threading.Event()
+    real = store._eval
+
+    def slow_reply(script: Any, *args: Any) -> Any:
+        raw = real(script, *args)
+        if on_store_thread() and script.name == "record":
+            sent.set()
+            release.wait(10)  # the trip's reply is on its way back
+        return raw
+
+    store._eval = slow_reply  # type: ignore[method-assign]
+    loop = LoopThread()
+    try:
+        assert loop.on_loop(fails, breaker) == "failed"  # deferred: trips Redis (2 failures)
+        assert sent.wait(5)
+        fails(breaker)  # an ordinary call meanwhile: its reply shows OPEN
+        release.set()
+        wait_for(lambda: breaker._slot._replays == 0)  # type: ignore[attr-defined]
+        assert breaker.state is S.OPEN
+        assert changes(events) == [(S.CLOSED, S.OPEN, False)]  # this process made the trip
+    finally:
+        release.set()
+        loop.stop()
+
+
+def test_a_flush_does_not_undo_a_decision_still_on_its_way(
+    stores: Callable[..., RedisStore],
+) -> None:
+    store = stores(pubsub=False)
+    events: list[BreakerEvent] = []
+    cfg = BreakerConfig(failure_threshold=1, failure_rate_threshold=0.99, minimum_calls=1000,
+                        window_size=1000)  # fmt: skip
+    breaker = PersistentCircuitBreaker("flushing", cfg, store, listeners=[events.append])
+    flushing, release = threading.Event(), threading.Event()
+    real = store._eval
+
+    def slow_flush(script: Any, key: str, enc: str, now: float, policy: Any, rand: float,
+                   op: tuple[str, ...]) -> Any:  # fmt: skip
+        if on_store_thread() and script.name == "record" and op[:3] == ("1", "0", "0"):
+            flushing.set()
+            release.wait(10)
+        return real(script, key, enc, now, policy, rand, op)
+
+    store._eval = slow_flush  # type: ignore[method-assign]
+    for _ in range(5):
+        breaker.call_sync(lambda: None)  # batched: the store's thread flushes them
+    assert flushing.wait(5)
+    loop = LoopThread()
+    try:
+        assert loop.on_loop(fails, breaker) == "failed"  # trips the mirror; sent later
+        release.set()
+        wait_for(lambda: breaker._slot._replays == 0)  # type: ignore[attr-defined]
+        time.sleep(0.05)
+        assert breaker.state is S.OPEN
+        assert changes(events) == [(S.CLOSED, S.OPEN, False)]
+    finally:
+        release.set()
+        loop.stop()
+
+
+def test_an_unreadable_reservation_reply_does_not_wedge_trials(
+    stores: Callable[..., RedisStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    from chainlit_breaker.store.redis import store as store_module
+
+    store = stores(pubsub=False)
+    breaker = PersistentCircuitBreaker(
+        "wedge", BreakerConfig(failure_threshold=1, reset_timeout=0.1), store
+    )
+    assert fails(breaker) == "failed"
+    time.sleep(0.15)
+    real_parse = store_module.parse
+    broken = [True]
+
+    def parse_once(raw: Any) -> Any:
+        if on_store_thread() and broken:
+            broken.clear()
+            raise ValueError("unreadable")
+        return real_parse(raw)
+
+    def try_trial() -> str:
+        try:
+            return str(breaker.call_sync(lambda: "ran"))
+        except CircuitOpenError:
+            return "rejected"
+
+    loop = LoopThread()
+    try:
+        store_module.parse = parse_once  # type: ignore[assignment]
+        assert loop.on_loop(try_trial) == "rejected"  # a permit is reserved; its reply is lost
+        wait_for(lambda: not broken and breaker._slot._replays == 0)  # type: ignore[attr-defined]
+        outcomes = []
+        for _ in range(40):
+            outcomes.append(loop.on_loop(try_trial))
+            if outcomes[-1] == "ran":
+                break
+            time.sleep(0.05)
+        assert outcomes[-1] == "ran", outcomes  # asked for again, and claimed
+    finally:
+        store_module.parse = real_parse  # type: ignore[assignment]
+        loop.stop()
+
+
+def test_closing_gives_back_a_reserved_trial_permit(stores: Callable[..., RedisStore]) -> None:
+    store = stores(pubsub=False)
+    cfg = BreakerConfig(failure_threshold=1, reset_timeout=0.1)
+    breaker = PersistentCircuitBreaker("reserved", cfg, store)
+    assert fails(breaker) == "failed"
+    time.sleep(0.15)
+    loop = LoopThread()
+    try:
+        with pytest.raises(CircuitOpenError):
+            loop.on_loop(breaker.call_sync, lambda: "ran")  # reserves a permit in Redis
+        wait_for(lambda: breaker._slot._reserved is not None)  # type: ignore[attr-defined]
+    finally:
+        loop.stop()
+    store.close()  # the app shuts down before anyone claimed it
+    other = PersistentCircuitBreaker("reserved", cfg, stores(pubsub=False))  # reads Redis
+    assert other.state is S.HALF_OPEN
+    assert other.call_sync(lambda: "ran") == "ran"  # the permit is free again
+
+
+def test_a_generator_returned_by_a_sync_call_on_the_loop_gets_its_trial(
+    stores: Callable[..., RedisStore],
+) -> None:
+    store = stores(pubsub=False)
+    breaker = PersistentCircuitBreaker(
+        "gen", BreakerConfig(failure_threshold=1, reset_timeout=0.1), store
+    )
+    assert fails(breaker) == "failed"
+    time.sleep(0.15)
+
+    def items() -> Any:
+        return iter_items()
+
+    def iter_items() -> Iterator[int]:
+        yield 1
+        yield 2
+
+    def once() -> Any:
+        try:
+            return list(breaker.call_sync(items))
+        except CircuitOpenError:
+            return "rejected"
+
+    loop = LoopThread()
+    try:
+        outcomes = []
+        for _ in range(20):
+            outcomes.append(loop.on_loop(once))
+            if outcomes[-1] == [1, 2]:
+                break
+            time.sleep(0.05)
+        assert outcomes[-1] == [1, 2], outcomes
+        wait_for(lambda: breaker.state is S.CLOSED)
+    finally:
+        loop.stop()
+
+
+def test_a_burst_of_loop_failures_is_one_queued_event(stores: Callable[..., RedisStore]) -> None:
+    """Outcomes decided on the mirror while Redis is slow queue up; alike ones of one
+    breaker are merged, so the queue stays short and closing does not wait on it."""
+    store = stores(pubsub=False)
+    breaker = PersistentCircuitBreaker("many", BreakerConfig(failure_threshold=10**9), store)
+    release = threading.Event()
+    real = store._eval
+
+    def stuck(script: Any, *args: Any) -> Any:
+        if on_store_thread():
+            release.wait(10)
+        return real(script, *args)
+
+    store._eval = stuck  # type: ignore[method-assign]
+    loop = LoopThread()
+    try:
+        for _ in range(200):
+            loop.on_loop(fails, breaker)
+        assert len(store._deferred) <= 2
+        release.set()
+        t0 = time.monotonic()
+        store.close()
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        release.set()
+        loop.stop()
+    assert shared(stores, "many").consecutive_failures == 200
+
+
+def test_a_forked_child_keeps_using_the_store(
+    redis_server: RedisServer, namespace: str, stores: Callable[..., RedisStore]
+) -> None:
+    """gunicorn --preload: the store and its breaker are made before the fork. The child
+    has no threads of the parent's; it must get its own and share the breaker."""
+    import multiprocessing
+
+    store = stores()
+    breaker = PersistentCircuitBreaker("forked", BreakerConfig(failure_threshold=3), store)
+    assert fails(breaker) == "failed"
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+
+    def child() -> None:
+        outcomes = [fails(breaker) for _ in range(2)]  # 1 + 2 = 3: trips in Redis
+        deadline = time.monotonic() + 5
+        while store._read(store._slots["forked"]).snapshot.state is not S.OPEN:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        queue.put((outcomes, breaker.state.value, [t.is_alive() for t in store._threads]))
+        store.close()
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    outcomes, state, alive = queue.get(timeout=20)
+    proc.join(10)
+    assert outcomes == ["failed", "failed"]
+    assert state == "open"
+    assert alive  # the child has threads of its own: a maintenance thread and a listener
+    assert all(alive)
+    wait_for(lambda: breaker.state is S.OPEN)  # the parent hears the child's trip

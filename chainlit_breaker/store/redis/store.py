@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import threading
 import time
 import weakref
@@ -167,6 +168,28 @@ class _Deferred:
     reserve: bool = False  # a trial permit asked for a sync caller on the event loop
 
 
+def _mergeable(last: _Deferred, item: _Deferred) -> bool:
+    """Two queued outcomes that one Record with a count can carry: the same breaker,
+    plain (no trial permit), alike, in the same second (for time windows), same policy."""
+    a, b = last.event, item.event
+    return (
+        type(a) is Record
+        and type(b) is Record
+        and last.slot is item.slot
+        and a.permit is None
+        and b.permit is None
+        and a.failure == b.failure
+        and a.slow == b.slow
+        and last.policy is item.policy
+        and math.floor(last.now) == math.floor(item.now)
+        and not last.reserve
+        and not item.reserve
+        and item.pending == 0  # successes in between would end the streak: keep order
+    )
+
+
+_CLOSE_DRAIN = 3.0  # seconds close() spends sending what is owed, at most
+_MAX_WAIT = 365 * 86400.0  # intervals and timeouts: far below threading.TIMEOUT_MAX
 _TRIAL_DECISION = Decision(Verdict.TRIAL)
 _BUSY_REJECT = Decision(Verdict.REJECT, 0.0)
 # How long a permit reserved for a sync caller on the event loop waits to be claimed.
@@ -197,6 +220,8 @@ class RedisSlot:
         "_reserving",
         "_aliases",
         "_made",
+        "_told",
+        "_claimed",
     )
 
     def __init__(self, store: RedisStore, name: str, enc: str) -> None:
@@ -223,6 +248,8 @@ class RedisSlot:
         self._reserving = False
         self._aliases: dict[str, str] = {}
         self._made: Decision | None = None  # a transition in a reply not yet settled
+        self._told = _CLOSED  # the state this breaker's listeners last heard of
+        self._claimed: set[str] = set()  # reserved permits a caller is holding
 
     # -- the port ------------------------------------------------------------------------
 
@@ -255,6 +282,22 @@ class RedisSlot:
     def apply(
         self, event: Event, now: float, policy: Policy, rand: float
     ) -> tuple[Snapshot, Decision]:
+        result = self._apply(event, now, policy, rand)
+        if result[1].previous is not None:
+            self._told = result[0].state  # the breaker tells its listeners of this one
+        return result
+
+    async def apply_async(
+        self, event: Event, now: float, policy: Policy, rand: float
+    ) -> tuple[Snapshot, Decision]:
+        result = await self._apply_async(event, now, policy, rand)
+        if result[1].previous is not None:
+            self._told = result[0].state
+        return result
+
+    def _apply(
+        self, event: Event, now: float, policy: Policy, rand: float
+    ) -> tuple[Snapshot, Decision]:
         if self._aliases:
             event = self._unalias(event)
         quick = self._quick(event, now, policy, rand)
@@ -279,7 +322,7 @@ class RedisSlot:
             gate.leave()
         return self._answer(raw, issued, event, now, policy, rand)
 
-    async def apply_async(
+    async def _apply_async(
         self, event: Event, now: float, policy: Policy, rand: float
     ) -> tuple[Snapshot, Decision]:
         if self._aliases:
@@ -290,7 +333,7 @@ class RedisSlot:
         store = self._store
         client = store._async_client()
         if client is None:  # built from a sync client only: keep the loop free anyway
-            return await asyncio.to_thread(self.apply, event, now, policy, rand)
+            return await asyncio.to_thread(self._apply, event, now, policy, rand)
         gate = store._async_gate()
         entered = await gate.enter(store)
         if entered is not _ENTERED:
@@ -399,7 +442,21 @@ class RedisSlot:
         cannot be decided on the mirror: it is reserved in Redis for the next such call."""
         if type(event) is Acquire:
             return self._reserve(event, now, policy, rand)
+        if type(event) is Release and self._repark(event.permit, policy):
+            return self.snapshot, _DONE
         return self._defer(event, now, policy, rand)
+
+    def _repark(self, permit: str, policy: Policy) -> bool:
+        """A claimed reserved permit given back unused (a sync callable on the loop that
+        returned a generator: it is admitted again at its first item) stays reserved for
+        the next such call, instead of going back to Redis and being asked for again."""
+        with self._lock:
+            if permit not in self._claimed or self._reserved is not None:
+                return False
+            self._claimed.discard(permit)
+            window = min(policy.trial_lease_ttl, _CLAIM_WINDOW)
+            self._reserved = (permit, time.monotonic() + window)
+            return True
 
     def _defer(
         self, event: Event, now: float, policy: Policy, rand: float
@@ -413,6 +470,12 @@ class RedisSlot:
         self._store._defer(_Deferred(self, event, now, policy, rand, pending))
         return new, decision
 
+    def _queue_release(self, permit: str, now: float, policy: Policy) -> None:
+        """Give ``permit`` back to Redis from the store's thread."""
+        with self._lock:
+            self._replays += 1
+        self._store._defer(_Deferred(self, Release(permit), now, policy, 0.5, 0))
+
     def _reserve(
         self, event: Acquire, now: float, policy: Policy, rand: float
     ) -> tuple[Snapshot, Decision]:
@@ -425,6 +488,7 @@ class RedisSlot:
                 live = any(p == permit and t > now for p, t in self.snapshot.leases)
                 if live and time.monotonic() < claim_by:
                     self._aliases[event.permit] = permit
+                    self._claimed.add(permit)
                     return self.snapshot, _TRIAL_DECISION
                 stale = permit
             ask = not self._reserving
@@ -447,15 +511,16 @@ class RedisSlot:
             if decision.verdict is Verdict.TRIAL:
                 window = min(policy.trial_lease_ttl, _CLAIM_WINDOW)
                 self._reserved = (permit, time.monotonic() + window)
+                self._claimed.clear()  # an older claim reports or expires on its own
 
-    def _unclaimed(self, now: float) -> str | None:
-        """The reserved permit, if nobody claimed it in time (it is dropped here)."""
+    def _unclaimed(self, now: float, *, all_of_them: bool = False) -> str | None:
+        """The reserved permit, if nobody claimed it in time (or at all, when closing):
+        dropped here, for the caller to release."""
         with self._lock:
             reserved = self._reserved
-            if reserved is None or time.monotonic() < reserved[1]:
+            if reserved is None or (not all_of_them and time.monotonic() < reserved[1]):
                 return None
             self._reserved = None
-            self._replays += 1
         return reserved[0]
 
     def _unalias(self, event: Event) -> Event:
@@ -464,6 +529,8 @@ class RedisSlot:
             if permit is not None:
                 with self._lock:
                     real = self._aliases.pop(permit, None)
+                    if real is not None and type(event) is Record:
+                        self._claimed.discard(real)  # reported: no longer ours to park
                 if real is not None:
                     return replace(event, permit=real)
         return event
@@ -484,7 +551,7 @@ class RedisSlot:
         except Exception as exc:  # the scripts check what they load, so this is a bug
             self._store._bad_reply(self, exc)
             return self._decide(event, now, policy, rand)
-        return self._absorb(reply, now, announce=False, issued=issued)
+        return self._absorb(reply, now, issued, announce=False)
 
     def _newer(self, reply: Reply, issued: float) -> bool:
         """Whether ``reply`` may replace the mirror (call with the lock held). A reply to
@@ -499,20 +566,21 @@ class RedisSlot:
         self._seen = time.monotonic()
 
     def _absorb(
-        self, reply: Reply, now: float, announce: bool, issued: float
+        self, reply: Reply, now: float, issued: float, *, announce: bool, counted: bool = False
     ) -> tuple[Snapshot, Decision]:
         """A reply to this process's own script call. ``announce``: nobody waits for the
-        decision (a batch, a deferred event), so a state change is told from here."""
+        decision (a batch, a deferred event), so a state change is told from here.
+        ``counted``: the reply is to a deferred event (one of ``_replays``)."""
         if reply.warning:
             self._store._garbage(self, reply.warning)
         snap = self._store._local(reply, now)
         decision = reply.decision
         with self._lock:
-            old = self.snapshot
-            if announce and self._replays > 1:
-                # More of this breaker's events decided on the mirror are still on their
-                # way: the mirror already holds their outcome, this reply predates it.
-                # The last reply settles it; remember a transition made meanwhile.
+            if self._replays > (1 if counted else 0):
+                # Events decided on the mirror are still on their way: the mirror holds
+                # their outcome and this reply predates it. The last of their replies
+                # settles the mirror; remember a transition made meanwhile (a caller that
+                # gets this decision tells it; see apply).
                 if decision.previous is not None:
                     self._made = decision
                 return snap, decision
@@ -520,12 +588,13 @@ class RedisSlot:
             if taken:
                 self._take(reply, snap)
             made, self._made = self._made, None
-        if announce and taken and old.state is not snap.state:
+            told = self._told
+        if announce and taken and snap.state is not told:
             # Our own script made the change: this process is the one that tells it as
             # local. Else Redis corrected a decision made on a stale mirror.
             mine = decision if decision.previous is not None else made
             reason = mine.reason if mine is not None else decision.reason
-            self._tell(old, snap, reason or "corrected by Redis", mine is None)
+            self._tell(Snapshot(state=told), snap, reason or "corrected by Redis", mine is None)
         return snap, decision
 
     def _absorb_remote(
@@ -542,15 +611,18 @@ class RedisSlot:
             self._store._garbage(self, reply.warning)
         snap = self._store._local(reply, None)
         with self._lock:
-            old = self.snapshot
             # Local decisions still on their way to Redis are newer than any read.
             if not force and (self._replays or not self._newer(reply, issued)):
                 return
             self._take(reply, snap)
-        if not ours and old.state is not snap.state:
-            self._tell(old, snap, reply.decision.reason or reason, True)
+            told = self._told
+        if ours:  # our own change, published: whoever made it was told
+            return
+        if snap.state is not told:
+            self._tell(Snapshot(state=told), snap, reply.decision.reason or reason, True)
 
     def _tell(self, old: Snapshot, new: Snapshot, reason: str | None, remote: bool) -> None:
+        self._told = new.state
         callback = self._callback
         if callback is None:
             return
@@ -591,6 +663,18 @@ class RedisSlot:
     def _outage_ended(self) -> None:
         if self._status is not None:
             self._status(True, "Redis answers again; state resynced")
+
+    def _after_fork(self) -> None:
+        """In a forked child: what the parent had on its way to Redis is the parent's."""
+        self._lock = threading.Lock()
+        self._replays = 0
+        self._pending = 0
+        self._reserved = None
+        self._reserving = False
+        self._aliases = {}
+        self._claimed = set()
+        self._made = None
+        self._first = None
 
     def __repr__(self) -> str:
         return f"<RedisSlot {self.name!r} {self.snapshot.state.value}>"
@@ -654,10 +738,13 @@ class RedisStore:
             ("probe_interval", probe_interval),
             ("queue_timeout", queue_timeout),
         ):
-            if not value > 0:
-                raise ValueError(f"{label} must be > 0, got {value!r}")
-        if idle_ttl < 0:
-            raise ValueError(f"idle_ttl must be >= 0, got {idle_ttl!r}")
+            # Waited on with threading primitives: infinity overflows them.
+            if not (value > 0 and value <= _MAX_WAIT):
+                raise ValueError(
+                    f"{label} must be > 0 and at most {_MAX_WAIT:.0f} s, got {value!r}"
+                )
+        if not 0 <= idle_ttl <= _MAX_WAIT:
+            raise ValueError(f"idle_ttl must be >= 0 and finite, got {idle_ttl!r}")
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections!r}")
         self.namespace = namespace
@@ -682,6 +769,8 @@ class RedisStore:
             weakref.WeakKeyDictionary()
         )
         self._deferred: deque[_Deferred] = deque()
+        self._sending = threading.Lock()
+        self._drained = False
         self._owns = _owns_clients
         self._where = _where or _describe(client)
         self._channel = f"{namespace}:changes"
@@ -701,6 +790,7 @@ class RedisStore:
         self._refresh_requested = False
         self._threads: list[threading.Thread] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        _STORES.add(self)
 
     @classmethod
     def from_url(
@@ -723,6 +813,9 @@ class RedisStore:
         from redis.retry import Retry
 
         timeout = socket_timeout if connect_timeout is None else connect_timeout
+        for label, value in (("socket_timeout", socket_timeout), ("connect_timeout", timeout)):
+            if not (value > 0 and value <= _MAX_WAIT):
+                raise ValueError(f"{label} must be > 0 and finite, got {value!r}")
         common: dict[str, Any] = {
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": timeout,
@@ -832,18 +925,28 @@ class RedisStore:
 
     def close(self) -> None:
         """Stop the store's threads, send what is still owed to Redis (events decided on
-        the mirror, batched successes), and close its own clients."""
+        the mirror, reserved trial permits nobody claimed, batched successes; for at
+        most a few seconds), and close its own clients."""
         if self._closed:
             return
         self._closed = True
         self._stopping.set()
         self._wake.set()
-        self._gate.wake()
+        self._wake_gates()
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=1.0)
+        deadline = time.monotonic() + _CLOSE_DRAIN
         if not self._down:
-            self._send_deferred(draining=True)
+            self._send_deferred(draining=True, deadline=deadline)
+            self._release_unclaimed(all_of_them=True)
+            self._send_deferred(draining=True, deadline=deadline)
+        with self._lock:
+            self._drained = True  # from now on, nothing is queued
+            late = list(self._deferred)
+            self._deferred.clear()
+        for item in late:  # queued while we drained, past the deadline, or down
+            item.slot._replayed()
         if not self._down:
             self._flush(force=True)
         if self._owns:
@@ -854,8 +957,9 @@ class RedisStore:
         try:
             loop = asyncio.get_running_loop()
             client = self._aclients.pop(loop, None)
-            if self._tasks:
-                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            ours = [t for t in list(self._tasks) if t.get_loop() is loop]
+            if ours:
+                await asyncio.gather(*ours, return_exceptions=True)
             if client is not None:
                 await client.aclose()
                 await client.connection_pool.disconnect()
@@ -865,6 +969,27 @@ class RedisStore:
     def __repr__(self) -> str:
         state = "down" if self._down else "up"
         return f"RedisStore({self._where}, namespace={self.namespace!r}, {state})"
+
+    def _after_fork(self) -> None:
+        """A forked child (gunicorn --preload, multiprocessing): its threads did not come
+        along and its locks may be held by threads that did not either. Start afresh
+        from the parent's mirrors, with threads of its own (redis-py reconnects)."""
+        self._lock = threading.Lock()
+        self._sending = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._subscribed = threading.Event()
+        self._gate = _Gate(self.max_connections)
+        self._agates = weakref.WeakKeyDictionary()
+        self._aclients = weakref.WeakKeyDictionary()
+        self._tasks = set()
+        self._deferred.clear()
+        self._token = token_hex(8)  # its own origin for published changes
+        self._threads = []
+        for slot in list(self._slots.values()):
+            slot._after_fork()
+        if self._slots and not self._closed:
+            self._start()
 
     # -- script calls --------------------------------------------------------------------------
 
@@ -949,53 +1074,95 @@ class RedisStore:
         loop = asyncio.get_running_loop()
         gate = self._agates.get(loop)
         if gate is None:
-            gate = self._agates[loop] = _AsyncGate(self.max_connections)
+            with self._lock:  # _wake_gates iterates the dict from other threads
+                gate = self._agates.get(loop)
+                if gate is None:
+                    gate = self._agates[loop] = _AsyncGate(self.max_connections)
         return gate
 
-    def _defer(self, item: _Deferred) -> None:
-        """Queue an event for the store's thread: sent in order, off every event loop (a
-        loop shutting down cannot cancel it), and before the store closes."""
+    def _wake_gates(self) -> None:
+        """Callers queued for a connection decide locally now, instead of waiting."""
+        self._gate.wake()
         with self._lock:
-            self._deferred.append(item)
-        self._wake.set()
+            gates = list(self._agates.items())
+        for loop, gate in gates:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(gate.wake)
 
-    def _send_deferred(self, draining: bool = False) -> None:
-        while True:
-            with self._lock:
-                if not self._deferred or self._down or (self._closed and not draining):
-                    return
-                item = self._deferred.popleft()
-            slot = item.slot
-            event = item.event
-            script, op = event_args(event, item.pending)
-            issued = time.monotonic()
-            try:
-                raw = self._eval(script, slot.key, slot._enc, item.now, item.policy, item.rand, op)
-            except Exception as exc:
-                # Local state rules until the resync (the event is dropped with it); an
-                # operator's override is kept and sent when Redis answers.
-                if type(event) is Command:
-                    slot._command = (event, item.policy)
-                if item.reserve:
-                    slot._reserved_answer(_permit(event), _BUSY_REJECT, item.policy)
-                slot._replayed()
-                self._failed(exc)
-                return
-            try:
-                reply = parse(raw)
-            except Exception as exc:
-                self._bad_reply(slot, exc)
-            else:
-                slot._absorb(reply, item.now, announce=True, issued=issued)
-                if item.reserve:
-                    slot._reserved_answer(_permit(event), reply.decision, item.policy)
+    def _defer(self, item: _Deferred) -> bool:
+        """Queue an event for the store's thread: sent in order, off every event loop (a
+        loop shutting down cannot cancel it), and before the store closes. Plain
+        outcomes of one breaker in a row are merged into one (a burst while Redis is
+        slow stays one script call). False: the store has closed, nothing is sent."""
+        queued = merged = False
+        with self._lock:
+            if not self._drained:
+                queued = True
+                last = self._deferred[-1] if self._deferred else None
+                if last is not None and _mergeable(last, item):
+                    earlier = cast(Record, last.event)
+                    count = earlier.count + cast(Record, item.event).count
+                    last.event = replace(earlier, count=count)
+                    last.pending += item.pending
+                    merged = True
+                else:
+                    self._deferred.append(item)
+        if not queued or merged:
+            item.slot._replayed()  # nothing to send, or one reply settles both
+        if queued:
+            self._wake.set()
+        return queued
+
+    def _send_deferred(self, draining: bool = False, deadline: float = math.inf) -> None:
+        with self._sending:  # one sender at a time: the store's thread, or close()
+            while True:
+                with self._lock:
+                    if not self._deferred or self._down or (self._closed and not draining):
+                        return
+                    if time.monotonic() > deadline:
+                        left = len(self._deferred)
+                        log.warning("chainlit_breaker: closing with %d events unsent", left)
+                        return
+                    item = self._deferred.popleft()
+                self._send_one(item)
+
+    def _send_one(self, item: _Deferred) -> None:
+        slot = item.slot
+        event = item.event
+        script, op = event_args(event, item.pending)
+        issued = time.monotonic()
+        try:
+            raw = self._eval(script, slot.key, slot._enc, item.now, item.policy, item.rand, op)
+        except Exception as exc:
+            # Local state rules until the resync (the event is dropped with it); an
+            # operator's override is kept and sent when Redis answers.
+            if type(event) is Command:
+                slot._command = (event, item.policy)
+            if item.reserve:
+                slot._reserved_answer(_permit(event), _BUSY_REJECT, item.policy)
             slot._replayed()
+            self._failed(exc)
+            return
+        try:
+            reply = parse(raw)
+        except Exception as exc:
+            self._bad_reply(slot, exc)
+            if item.reserve:  # the permit may be ours in Redis: give it back
+                slot._reserved_answer(_permit(event), _BUSY_REJECT, item.policy)
+                slot._queue_release(_permit(event), item.now, item.policy)
+        else:
+            slot._absorb(reply, item.now, issued, announce=True, counted=True)
+            if item.reserve:
+                slot._reserved_answer(_permit(event), reply.decision, item.policy)
+        slot._replayed()
 
     def _drop_deferred(self) -> None:
         """An outage began: what was queued for Redis is superseded by the resync."""
         with self._lock:
             items = list(self._deferred)
             self._deferred.clear()
+        for slot in list(self._slots.values()):
+            slot._made = None
         for item in items:
             if type(item.event) is Command:
                 item.slot._command = (item.event, item.policy)
@@ -1020,11 +1187,7 @@ class RedisStore:
             self._down = True
         self._wake.set()
         self._drop_deferred()
-        # Callers queued for a connection decide locally now, instead of waiting for one.
-        self._gate.wake()
-        for loop, gate in list(self._agates.items()):
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
-                loop.call_soon_threadsafe(gate.wake)
+        self._wake_gates()
         detail = self._detail = f"{type(exc).__name__}: {exc}"
         modes = {
             "local": "in-process state",
@@ -1139,6 +1302,7 @@ class RedisStore:
                     break
                 self._send_deferred()
                 self._release_unclaimed()
+                self._send_deferred()
                 self._flush(force=False)
                 if self._refresh_requested or time.monotonic() >= next_refresh:
                     self._refresh_requested = False
@@ -1161,13 +1325,11 @@ class RedisStore:
                 due = min(due, reserved[1])
         return min(max(due - now, 0.0), self.refresh_interval)
 
-    def _release_unclaimed(self) -> None:
+    def _release_unclaimed(self, *, all_of_them: bool = False) -> None:
         for slot in list(self._slots.values()):
-            permit = slot._unclaimed(self.clock.now())
+            permit = slot._unclaimed(self.clock.now(), all_of_them=all_of_them)
             if permit is not None:
-                item = _Deferred(slot, Release(permit), self.clock.now(), slot._policy, 0.5, 0)
-                self._defer(item)
-        self._send_deferred()
+                slot._queue_release(permit, self.clock.now(), slot._policy)
 
     def _flush(self, force: bool) -> None:
         now_mono = time.monotonic()
@@ -1196,7 +1358,7 @@ class RedisStore:
             except Exception as exc:
                 self._bad_reply(slot, exc)
                 continue
-            slot._absorb(reply, now, announce=True, issued=issued)
+            slot._absorb(reply, now, issued, announce=True)
 
     def _refresh_all(self, force: bool) -> None:
         for slot in list(self._slots.values()):
@@ -1255,6 +1417,17 @@ class RedisStore:
             log.warning("chainlit_breaker: ignoring a malformed change message", exc_info=True)
             return
         slot._absorb_remote(reply, ours=fields[1] == self._token, force=False, reason=None)
+
+
+_STORES: weakref.WeakSet[RedisStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_STORES):
+        store._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _permit(event: Event) -> str:
