@@ -576,6 +576,8 @@ class RedisSlot:
         snap = self._store._local(reply, now)
         decision = reply.decision
         with self._lock:
+            if self._store._down:  # in flight when the outage began: local state rules
+                return snap, decision
             if self._replays > (1 if counted else 0):
                 # Events decided on the mirror are still on their way: the mirror holds
                 # their outcome and this reply predates it. The last of their replies
@@ -611,8 +613,11 @@ class RedisSlot:
             self._store._garbage(self, reply.warning)
         snap = self._store._local(reply, None)
         with self._lock:
-            # Local decisions still on their way to Redis are newer than any read.
-            if not force and (self._replays or not self._newer(reply, issued)):
+            # Local decisions still on their way to Redis are newer than any read, and
+            # during an outage local state rules (a read that was in flight when it began
+            # must not undo the outage mode) until the resync forces the shared state.
+            down = self._store._down
+            if not force and (down or self._replays or not self._newer(reply, issued)):
                 return
             self._take(reply, snap)
             told = self._told
