@@ -723,3 +723,20 @@ def test_a_forked_child_keeps_using_the_store(
     assert alive  # the child has threads of its own: a maintenance thread and a listener
     assert all(alive)
     wait_for(lambda: breaker.state is S.OPEN)  # the parent hears the child's trip
+
+
+def test_a_read_does_not_bring_back_a_streak_a_batched_success_ended(
+    stores: Callable[..., RedisStore],
+) -> None:
+    """A success after a failure is batched (Redis hears of it at the flush); a refresh
+    in between reads the streak still in Redis. The mirror must keep the success."""
+    store = stores(pubsub=False, refresh_interval=60, flush_interval=30)
+    breaker = PersistentCircuitBreaker("streak-end", BreakerConfig(failure_threshold=2), store)
+    assert fails(breaker) == "failed"
+    breaker.call_sync(lambda: None)  # ends the streak; batched
+    assert breaker.snapshot.consecutive_failures == 0
+    store.refresh()  # Redis still says 1
+    assert breaker.snapshot.consecutive_failures == 0
+    assert fails(breaker) == "failed"  # sends the batch first: 1 in a row, not 2
+    assert breaker.state is S.CLOSED
+    assert shared(stores, "streak-end").consecutive_failures == 1

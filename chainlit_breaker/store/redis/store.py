@@ -561,6 +561,14 @@ class RedisSlot:
         return issued > self._seen or reply.order >= self._order
 
     def _take(self, reply: Reply, snap: Snapshot) -> None:
+        """Make ``snap`` the mirror (call with the lock held), with this process's batched
+        successes that Redis has not seen yet still applied on top: a read in between
+        must not bring back a streak those successes ended."""
+        if self._pending:
+            success = Record(False, False, self._pending)
+            ahead, decision = decide(snap, success, self._store.clock.now(), self._policy, 0.5)
+            if decision.previous is None:  # a change of state is the flush's to make
+                snap = replace(ahead, version=snap.version)
         self.snapshot = snap
         self._order = reply.order
         self._seen = time.monotonic()
