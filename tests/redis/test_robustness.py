@@ -740,3 +740,62 @@ def test_a_read_does_not_bring_back_a_streak_a_batched_success_ended(
     assert fails(breaker) == "failed"  # sends the batch first: 1 in a row, not 2
     assert breaker.state is S.CLOSED
     assert shared(stores, "streak-end").consecutive_failures == 1
+
+
+def test_a_read_during_a_flush_does_not_bring_back_the_streak(
+    stores: Callable[..., RedisStore],
+) -> None:
+    """Like the above, with the batch already on its way to Redis (taken, not answered)."""
+    store = stores(pubsub=False, refresh_interval=60, flush_interval=0.05)
+    breaker = PersistentCircuitBreaker("in-flight", BreakerConfig(failure_threshold=2), store)
+    assert fails(breaker) == "failed"
+    flushing, release = threading.Event(), threading.Event()
+    real = store._eval
+
+    def slow_flush(script: Any, key: str, enc: str, now: float, policy: Any, rand: float,
+                   op: tuple[str, ...]) -> Any:  # fmt: skip
+        if on_store_thread() and script.name == "record" and op[:3] == ("1", "0", "0"):
+            flushing.set()
+            release.wait(10)
+        return real(script, key, enc, now, policy, rand, op)
+
+    store._eval = slow_flush  # type: ignore[method-assign]
+    try:
+        breaker.call_sync(lambda: None)  # ends the streak; the thread flushes it
+        assert flushing.wait(5)
+        store.refresh()  # reads Redis' 1 failure while the success is in flight
+        assert breaker.snapshot.consecutive_failures == 0
+    finally:
+        release.set()
+    wait_for(lambda: shared(stores, "in-flight").consecutive_failures == 0)
+
+
+def test_no_call_sees_the_store_down_before_the_outage_mode(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fail-closed: the mirror turns OPEN before the store counts as down. (When the
+    order was the other way round, calls in between were admitted and ran, while their
+    outcomes were dropped as "store down".)"""
+    store = RedisStore.from_url(
+        own_redis.url, namespace="order", on_store_error="reject", refresh_interval=0.05
+    )
+    breaker = PersistentCircuitBreaker("order", BreakerConfig(failure_threshold=3), store)
+    declared = threading.Event()
+    seen: list[str] = []
+
+    class SlowWarning(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "failed" in record.getMessage() and on_store_thread():
+                declared.set()
+                time.sleep(0.3)  # the store's thread is slow to finish declaring it
+
+    handler = SlowWarning()
+    logging.getLogger("chainlit_breaker").addHandler(handler)
+    try:
+        own_redis.kill()
+        assert declared.wait(5)  # the refresh found Redis gone
+        seen = [fails(breaker) for _ in range(5)]
+    finally:
+        logging.getLogger("chainlit_breaker").removeHandler(handler)
+        store.close()
+    assert seen == ["rejected"] * 5

@@ -220,6 +220,7 @@ class RedisSlot:
         "_reserving",
         "_aliases",
         "_made",
+        "_inflight",
         "_told",
         "_claimed",
     )
@@ -248,6 +249,7 @@ class RedisSlot:
         self._reserving = False
         self._aliases: dict[str, str] = {}
         self._made: Decision | None = None  # a transition in a reply not yet settled
+        self._inflight = 0  # sends carrying batched successes, not yet answered
         self._told = _CLOSED  # the state this breaker's listeners last heard of
         self._claimed: set[str] = set()  # reserved permits a caller is holding
 
@@ -310,17 +312,22 @@ class RedisSlot:
         entered = gate.enter(store)
         if entered is not _ENTERED:
             return self._not_sent(entered, event, now, policy, rand)
+        pending = 0
         try:
-            pending = self._take_pending() if type(event) is Record else 0
-            script, op = event_args(event, pending)
-            issued = time.monotonic()
-            raw = store._eval(script, self.key, self._enc, now, policy, rand, op)
-        except Exception as exc:
-            store._failed(exc)
-            return self._fallback(event, now, policy, rand)
+            try:
+                pending = self._take_pending(sending=True) if type(event) is Record else 0
+                script, op = event_args(event, pending)
+                issued = time.monotonic()
+                raw = store._eval(script, self.key, self._enc, now, policy, rand, op)
+            except Exception as exc:
+                store._failed(exc)
+                return self._fallback(event, now, policy, rand)
+            finally:
+                gate.leave()
+            return self._answer(raw, issued, event, now, policy, rand)
         finally:
-            gate.leave()
-        return self._answer(raw, issued, event, now, policy, rand)
+            if pending:
+                self._landed()
 
     async def _apply_async(
         self, event: Event, now: float, policy: Policy, rand: float
@@ -338,19 +345,24 @@ class RedisSlot:
         entered = await gate.enter(store)
         if entered is not _ENTERED:
             return self._not_sent(entered, event, now, policy, rand)
+        pending = 0
         try:
-            pending = self._take_pending() if type(event) is Record else 0
-            script, op = event_args(event, pending)
-            issued = time.monotonic()
-            raw = await store._eval_async(
-                client, script, self.key, self._enc, now, policy, rand, op
-            )
-        except Exception as exc:
-            store._failed(exc)
-            return self._fallback(event, now, policy, rand)
+            try:
+                pending = self._take_pending(sending=True) if type(event) is Record else 0
+                script, op = event_args(event, pending)
+                issued = time.monotonic()
+                raw = await store._eval_async(
+                    client, script, self.key, self._enc, now, policy, rand, op
+                )
+            except Exception as exc:
+                store._failed(exc)
+                return self._fallback(event, now, policy, rand)
+            finally:
+                gate.leave()
+            return self._answer(raw, issued, event, now, policy, rand)
         finally:
-            gate.leave()
-        return self._answer(raw, issued, event, now, policy, rand)
+            if pending:
+                self._landed()
 
     # -- local decisions -------------------------------------------------------------------
 
@@ -391,10 +403,18 @@ class RedisSlot:
             self._store._wake.set()  # the thread times the flush from the batch's start
         return new, decision
 
-    def _take_pending(self) -> int:
+    def _take_pending(self, *, sending: bool = False) -> int:
+        """The batched successes, to send now. ``sending``: they are in flight until
+        ``_landed()``; a read meanwhile may predate them, so the mirror ignores reads."""
         with self._lock:
             pending, self._pending = self._pending, 0
+            if sending and pending:
+                self._inflight += 1
         return pending
+
+    def _landed(self) -> None:
+        with self._lock:
+            self._inflight -= 1
 
     def _fallback(
         self, event: Event, now: float, policy: Policy, rand: float
@@ -621,11 +641,12 @@ class RedisSlot:
             self._store._garbage(self, reply.warning)
         snap = self._store._local(reply, None)
         with self._lock:
-            # Local decisions still on their way to Redis are newer than any read, and
-            # during an outage local state rules (a read that was in flight when it began
-            # must not undo the outage mode) until the resync forces the shared state.
-            down = self._store._down
-            if not force and (down or self._replays or not self._newer(reply, issued)):
+            # Local decisions still on their way to Redis are newer than any read (events
+            # decided on the mirror, batched successes being sent), and during an outage
+            # local state rules (a read in flight when it began must not undo the outage
+            # mode) until the resync forces the shared state.
+            busy = self._replays or self._inflight or self._store._down
+            if not force and (busy or not self._newer(reply, issued)):
                 return
             self._take(reply, snap)
             told = self._told
@@ -649,6 +670,12 @@ class RedisSlot:
             self._replays -= 1
 
     def _outage_started(self, now: float, detail: str) -> None:
+        self._outage_told(self._enter_outage(now), detail)
+
+    def _enter_outage(self, now: float) -> tuple[Snapshot, Snapshot, str] | None:
+        """Put the mirror in the outage mode (fail-open: DISABLED, fail-closed: OPEN).
+        The store calls this before it marks itself down, so no call sees the store down
+        while the mirror still admits the old way."""
         store = self._store
         new: Snapshot | None = None
         reason = ""
@@ -666,10 +693,16 @@ class RedisSlot:
                     version=old.version,
                 )
                 reason = "Redis unavailable: rejecting every call"
-            if new is not None:
-                self.snapshot = new
-        if new is not None and old.state is not new.state:
-            self._tell(old, new, reason, True)
+            if new is None:
+                return None
+            self.snapshot = new
+        return old, new, reason
+
+    def _outage_told(self, change: tuple[Snapshot, Snapshot, str] | None, detail: str) -> None:
+        if change is not None:
+            old, new, reason = change
+            if old.state is not new.state:
+                self._tell(old, new, reason, True)
         if self._status is not None:
             self._status(False, detail)
 
@@ -681,6 +714,7 @@ class RedisSlot:
         """In a forked child: what the parent had on its way to Redis is the parent's."""
         self._lock = threading.Lock()
         self._replays = 0
+        self._inflight = 0
         self._pending = 0
         self._reserved = None
         self._reserving = False
@@ -1197,6 +1231,9 @@ class RedisStore:
         with self._lock:
             if self._down or self._closed:
                 return
+            # The mirrors first, then down: a call in between sees the outage mode.
+            now = self.clock.now()
+            changes = [(slot, slot._enter_outage(now)) for slot in list(self._slots.values())]
             self._down = True
         self._wake.set()
         self._drop_deferred()
@@ -1222,9 +1259,8 @@ class RedisStore:
                 modes[self.on_store_error],
                 exc_info=exc,
             )
-        now = self.clock.now()
-        for slot in list(self._slots.values()):
-            slot._outage_started(now, detail)
+        for slot, change in changes:
+            slot._outage_told(change, detail)
 
     def _bad_reply(self, slot: RedisSlot, exc: BaseException) -> None:
         # Not an outage: Redis answered. The scripts check what they load, so this means
@@ -1355,23 +1391,26 @@ class RedisStore:
             due = now_mono - slot._pending_since >= self.flush_interval
             if not force and pending < self._batch and not due:
                 continue
-            pending = slot._take_pending()
+            pending = slot._take_pending(sending=True)
             if not pending:
                 continue
-            script, op = flush_args(pending)
-            now = self.clock.now()
-            issued = time.monotonic()
             try:
-                raw = self._eval(script, slot.key, slot._enc, now, slot._policy, 0.5, op)
-            except Exception as exc:
-                self._failed(exc)
-                return
-            try:
-                reply = parse(raw)
-            except Exception as exc:
-                self._bad_reply(slot, exc)
-                continue
-            slot._absorb(reply, now, issued, announce=True)
+                script, op = flush_args(pending)
+                now = self.clock.now()
+                issued = time.monotonic()
+                try:
+                    raw = self._eval(script, slot.key, slot._enc, now, slot._policy, 0.5, op)
+                except Exception as exc:
+                    self._failed(exc)
+                    return
+                try:
+                    reply = parse(raw)
+                except Exception as exc:
+                    self._bad_reply(slot, exc)
+                    continue
+                slot._absorb(reply, now, issued, announce=True)
+            finally:
+                slot._landed()
 
     def _refresh_all(self, force: bool) -> None:
         for slot in list(self._slots.values()):
