@@ -312,22 +312,17 @@ class RedisSlot:
         entered = gate.enter(store)
         if entered is not _ENTERED:
             return self._not_sent(entered, event, now, policy, rand)
-        pending = 0
+        pending, issued = 0, 0.0
         try:
-            try:
-                pending = self._take_pending(sending=True) if type(event) is Record else 0
-                script, op = event_args(event, pending)
-                issued = time.monotonic()
-                raw = store._eval(script, self.key, self._enc, now, policy, rand, op)
-            except Exception as exc:
-                store._failed(exc)
-                return self._fallback(event, now, policy, rand)
-            finally:
-                gate.leave()
-            return self._answer(raw, issued, event, now, policy, rand)
+            pending, script, op = self._outgoing(event)
+            issued = time.monotonic()
+            raw: list[Any] | None = store._eval(script, self.key, self._enc, now, policy, rand, op)
+        except Exception as exc:
+            store._failed(exc)  # before the turn is given up: queued callers see the outage
+            raw = None
         finally:
-            if pending:
-                self._landed()
+            gate.leave()
+        return self._sent(raw, issued, pending, event, now, policy, rand)
 
     async def _apply_async(
         self, event: Event, now: float, policy: Policy, rand: float
@@ -345,20 +340,42 @@ class RedisSlot:
         entered = await gate.enter(store)
         if entered is not _ENTERED:
             return self._not_sent(entered, event, now, policy, rand)
-        pending = 0
+        pending, issued = 0, 0.0
         try:
-            try:
-                pending = self._take_pending(sending=True) if type(event) is Record else 0
-                script, op = event_args(event, pending)
-                issued = time.monotonic()
-                raw = await store._eval_async(
-                    client, script, self.key, self._enc, now, policy, rand, op
-                )
-            except Exception as exc:
-                store._failed(exc)
+            pending, script, op = self._outgoing(event)
+            issued = time.monotonic()
+            raw: list[Any] | None = await store._eval_async(
+                client, script, self.key, self._enc, now, policy, rand, op
+            )
+        except Exception as exc:
+            store._failed(exc)  # before the turn is given up: queued callers see the outage
+            raw = None
+        finally:
+            gate.leave()
+        return self._sent(raw, issued, pending, event, now, policy, rand)
+
+    # -- one script call, shared by both paths -----------------------------------------------
+
+    def _outgoing(self, event: Event) -> tuple[int, Script, tuple[str, ...]]:
+        """The script and arguments for ``event``, with this slot's batched successes."""
+        pending = self._take_pending(sending=True) if type(event) is Record else 0
+        script, op = event_args(event, pending)
+        return pending, script, op
+
+    def _sent(
+        self,
+        raw: list[Any] | None,
+        issued: float,
+        pending: int,
+        event: Event,
+        now: float,
+        policy: Policy,
+        rand: float,
+    ) -> tuple[Snapshot, Decision]:
+        """The outcome of a script call (``raw`` None: it failed, and the store knows)."""
+        try:
+            if raw is None:
                 return self._fallback(event, now, policy, rand)
-            finally:
-                gate.leave()
             return self._answer(raw, issued, event, now, policy, rand)
         finally:
             if pending:
