@@ -13,7 +13,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -144,3 +145,30 @@ _namespaces = iter(range(1_000_000))
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest) -> str:
     return f"t{next(_namespaces)}-{os.getpid()}"
+
+
+@pytest.fixture
+def stores(redis_server: RedisServer, namespace: str) -> Iterator[Callable[..., Any]]:
+    """stores(**options): RedisStores on the module's server in the test's namespace,
+    closed after the test."""
+    from chainlit_breaker.store.redis import RedisStore
+
+    made: list[RedisStore] = []
+
+    def make(**options: Any) -> RedisStore:
+        store = RedisStore.from_url(redis_server.url, namespace=namespace, **options)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float = 3.0) -> float:
+    """Poll ``predicate`` until it holds (failing after ``seconds``); the time it took."""
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < seconds, "timed out"
+        time.sleep(0.002)
+    return time.monotonic() - start

@@ -26,7 +26,7 @@ from chainlit_breaker import (
 from chainlit_breaker.events import BreakerEvent
 from chainlit_breaker.store.redis import RedisStore
 
-from .conftest import RedisServer
+from .conftest import RedisServer, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,27 +43,6 @@ def boom() -> None:
 
 async def aboom() -> None:
     raise Boom
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float = 3.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
-@pytest.fixture
-def stores(redis_server: RedisServer, namespace: str) -> Iterator[Callable[..., RedisStore]]:
-    made: list[RedisStore] = []
-
-    def make(**options: Any) -> RedisStore:
-        store = RedisStore.from_url(redis_server.url, namespace=namespace, **options)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
 
 
 def changes(events: list[BreakerEvent]) -> list[tuple[S, S, bool]]:
@@ -438,6 +417,23 @@ def on_store_thread() -> bool:
     return threading.current_thread().name.startswith("chainlit-breaker-redis")
 
 
+def hold_flushes(store: RedisStore) -> tuple[threading.Event, threading.Event]:
+    """Make the store's thread stop in each flush of batched successes: the first event
+    is set once one is on its way, the second lets it go on."""
+    flushing, release = threading.Event(), threading.Event()
+    real = store._eval
+
+    def slow_flush(script: Any, key: str, enc: str, now: float, policy: Any, rand: float,
+                   op: tuple[str, ...]) -> Any:  # fmt: skip
+        if on_store_thread() and script.name == "record" and op[:3] == ("1", "0", "0"):
+            flushing.set()
+            release.wait(10)
+        return real(script, key, enc, now, policy, rand, op)
+
+    store._eval = slow_flush  # type: ignore[method-assign]
+    return flushing, release
+
+
 def fails(breaker: PersistentCircuitBreaker) -> str:
     try:
         breaker.call_sync(boom)
@@ -536,17 +532,7 @@ def test_a_flush_does_not_undo_a_decision_still_on_its_way(
     cfg = BreakerConfig(failure_threshold=1, failure_rate_threshold=0.99, minimum_calls=1000,
                         window_size=1000)  # fmt: skip
     breaker = PersistentCircuitBreaker("flushing", cfg, store, listeners=[events.append])
-    flushing, release = threading.Event(), threading.Event()
-    real = store._eval
-
-    def slow_flush(script: Any, key: str, enc: str, now: float, policy: Any, rand: float,
-                   op: tuple[str, ...]) -> Any:  # fmt: skip
-        if on_store_thread() and script.name == "record" and op[:3] == ("1", "0", "0"):
-            flushing.set()
-            release.wait(10)
-        return real(script, key, enc, now, policy, rand, op)
-
-    store._eval = slow_flush  # type: ignore[method-assign]
+    flushing, release = hold_flushes(store)
     for _ in range(5):
         breaker.call_sync(lambda: None)  # batched: the store's thread flushes them
     assert flushing.wait(5)
@@ -749,17 +735,7 @@ def test_a_read_during_a_flush_does_not_bring_back_the_streak(
     store = stores(pubsub=False, refresh_interval=60, flush_interval=0.05)
     breaker = PersistentCircuitBreaker("in-flight", BreakerConfig(failure_threshold=2), store)
     assert fails(breaker) == "failed"
-    flushing, release = threading.Event(), threading.Event()
-    real = store._eval
-
-    def slow_flush(script: Any, key: str, enc: str, now: float, policy: Any, rand: float,
-                   op: tuple[str, ...]) -> Any:  # fmt: skip
-        if on_store_thread() and script.name == "record" and op[:3] == ("1", "0", "0"):
-            flushing.set()
-            release.wait(10)
-        return real(script, key, enc, now, policy, rand, op)
-
-    store._eval = slow_flush  # type: ignore[method-assign]
+    flushing, release = hold_flushes(store)
     try:
         breaker.call_sync(lambda: None)  # ends the streak; the thread flushes it
         assert flushing.wait(5)

@@ -7,8 +7,7 @@ import asyncio
 import shutil
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,7 +25,7 @@ from chainlit_breaker import (
 from chainlit_breaker.events import BreakerEvent
 from chainlit_breaker.store.redis import RedisStore
 
-from .conftest import RedisServer, free_port
+from .conftest import RedisServer, free_port, wait_for
 
 
 class Boom(Exception):
@@ -39,28 +38,6 @@ def boom() -> None:
 
 async def aboom() -> None:
     raise Boom
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float = 3.0) -> float:
-    start = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - start < seconds, "timed out"
-        time.sleep(0.002)
-    return time.monotonic() - start
-
-
-@pytest.fixture
-def stores(redis_server: RedisServer, namespace: str) -> Iterator[Callable[..., RedisStore]]:
-    made: list[RedisStore] = []
-
-    def make(**options: Any) -> RedisStore:
-        store = RedisStore.from_url(redis_server.url, namespace=namespace, **options)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
 
 
 def test_registry_uses_the_environment_variable(

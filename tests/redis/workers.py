@@ -110,6 +110,30 @@ def trip_episodes(
     queue.put({"trips": per_episode, "ran": ran})
 
 
+class _CountedTrial:
+    """A protected call that counts itself into ``inflight``/``peak`` (shared by every
+    process), lasts 4 ms, and fails every 7th time (re-opening: more episodes, more
+    races)."""
+
+    def __init__(self, inflight: Any, peak: Any, lock: Any) -> None:
+        self.inflight, self.peak, self.lock = inflight, peak, lock
+        self.count = 0
+
+    def __call__(self) -> None:
+        with self.lock:
+            self.inflight.value += 1
+            self.peak.value = max(self.peak.value, self.inflight.value)
+            self.count += 1
+            count = self.count
+        try:
+            time.sleep(0.004)
+            if count % 7 == 0:
+                raise Boom
+        finally:
+            with self.lock:
+                self.inflight.value -= 1
+
+
 def half_open_load(
     url: str,
     ns: str,
@@ -131,22 +155,8 @@ def half_open_load(
         "success_threshold": 10**6,
     }
     store, breaker = _breaker(url, ns, name, cfg)
-    trials = 0
+    trial = _CountedTrial(inflight, peak, lock)
     calls = 0
-
-    def trial() -> None:
-        nonlocal trials
-        with lock:
-            inflight.value += 1
-            peak.value = max(peak.value, inflight.value)
-            trials += 1
-        try:
-            time.sleep(0.004)
-            if trials % 7 == 0:
-                raise Boom  # re-open now and then: more episodes, more races
-        finally:
-            with lock:
-                inflight.value -= 1
 
     def work() -> None:
         nonlocal calls
@@ -161,7 +171,7 @@ def half_open_load(
     barrier.wait()
     _threads(threads, work)
     store.close()
-    queue.put({"trials": trials, "calls": calls})
+    queue.put({"trials": trial.count, "calls": calls})
 
 
 def hammer_after_expiry(
@@ -325,22 +335,8 @@ def half_open_on_the_loop(
         "half_open_max_calls": 1,
         "success_threshold": 10**6,
     }
-    trials = 0
+    trial = _CountedTrial(inflight, peak, lock)
     calls = 0
-
-    def trial() -> None:
-        nonlocal trials
-        with lock:
-            inflight.value += 1
-            peak.value = max(peak.value, inflight.value)
-            trials += 1
-        try:
-            time.sleep(0.004)
-            if trials % 7 == 0:
-                raise Boom
-        finally:
-            with lock:
-                inflight.value -= 1
 
     async def main() -> None:
         nonlocal calls
@@ -357,7 +353,7 @@ def half_open_on_the_loop(
         await store.aclose()
 
     asyncio.run(main())
-    queue.put({"trials": trials, "calls": calls})
+    queue.put({"trials": trial.count, "calls": calls})
 
 
 def count_failures_default_store(
