@@ -583,10 +583,8 @@ class RedisSlot:
         policy: Policy,
         rand: float,
     ) -> tuple[Snapshot, Decision]:
-        try:
-            reply = parse(raw)
-        except Exception as exc:  # the scripts check what they load, so this is a bug
-            self._store._bad_reply(self, exc)
+        reply = self._store._reply_of(self, raw)
+        if reply is None:
             return self._decide(event, now, policy, rand)
         return self._absorb(reply, now, issued, announce=False)
 
@@ -945,11 +943,8 @@ class RedisStore:
         return slot
 
     def _absorb_read(self, slot: RedisSlot, raw: list[Any], issued: float) -> None:
-        try:
-            reply = parse(raw)
-        except Exception as exc:
-            self._bad_reply(slot, exc)
-        else:
+        reply = self._reply_of(slot, raw)
+        if reply is not None:
             slot._absorb_remote(reply, ours=True, force=False, reason=None, issued=issued)
 
     async def _first_read(self, slot: RedisSlot) -> None:
@@ -1207,10 +1202,8 @@ class RedisStore:
             slot._replayed()
             self._failed(exc)
             return
-        try:
-            reply = parse(raw)
-        except Exception as exc:
-            self._bad_reply(slot, exc)
+        reply = self._reply_of(slot, raw)
+        if reply is None:
             if item.reserve:  # the permit may be ours in Redis: give it back
                 slot._reserved_answer(_permit(event), _BUSY_REJECT, item.policy)
                 slot._queue_release(_permit(event), item.now, item.policy)
@@ -1279,6 +1272,14 @@ class RedisStore:
         for slot, change in changes:
             slot._outage_told(change, detail)
 
+    def _reply_of(self, slot: RedisSlot, raw: list[Any]) -> Reply | None:
+        """The parsed reply, or None (logged) when it cannot be read."""
+        try:
+            return parse(raw)
+        except Exception as exc:
+            self._bad_reply(slot, exc)
+            return None
+
     def _bad_reply(self, slot: RedisSlot, exc: BaseException) -> None:
         # Not an outage: Redis answered. The scripts check what they load, so this means
         # a bug; say so (a few times, not once per call) and decide locally meanwhile.
@@ -1314,12 +1315,9 @@ class RedisStore:
             return False
         self._drop_deferred()
         for slot, raw in raws:
-            try:
-                reply = parse(raw)
-            except Exception as exc:
-                self._bad_reply(slot, exc)
-                continue
-            slot._absorb_remote(reply, ours=False, force=True, reason="resynced with Redis")
+            reply = self._reply_of(slot, raw)
+            if reply is not None:
+                slot._absorb_remote(reply, ours=False, force=True, reason="resynced with Redis")
         with self._lock:
             self._down = False
         log.warning("chainlit_breaker: Redis store %s answers again; state resynced", self._where)
@@ -1420,12 +1418,9 @@ class RedisStore:
                 except Exception as exc:
                     self._failed(exc)
                     return
-                try:
-                    reply = parse(raw)
-                except Exception as exc:
-                    self._bad_reply(slot, exc)
-                    continue
-                slot._absorb(reply, now, issued, announce=True)
+                reply = self._reply_of(slot, raw)
+                if reply is not None:
+                    slot._absorb(reply, now, issued, announce=True)
             finally:
                 slot._landed()
 
@@ -1439,10 +1434,8 @@ class RedisStore:
             except Exception as exc:
                 self._failed(exc)
                 return
-            try:
-                reply = parse(raw)
-            except Exception as exc:
-                self._bad_reply(slot, exc)
+            reply = self._reply_of(slot, raw)
+            if reply is None:
                 continue
             slot._absorb_remote(
                 reply, ours=False, force=force, reason="refreshed from Redis", issued=issued
